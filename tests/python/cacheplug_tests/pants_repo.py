@@ -1,0 +1,93 @@
+"""Run a real Pants in a temporary repo, isolated from this machine's caches and pantsd.
+
+The outer `./pants` exports what a nested Pants needs on this machine (see pants.toml [test]):
+the pex PEX it built (CACHEPLUG_PEX_PATH) and the CA bundle (PANTS_CA_CERTS_PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cacheplug
+
+# Where the plugin's sources are in this test's sandbox: the nested Pants loads them from there.
+PLUGIN_SRC = Path(cacheplug.__file__).resolve().parent.parent
+
+
+def _pex_cli_config() -> str:
+    pex = os.environ.get("CACHEPLUG_PEX_PATH")
+    if not pex:
+        raise RuntimeError("CACHEPLUG_PEX_PATH is unset: run the tests through ./pants")
+    # ./pants names the file pex-<version>-<sha256> after checking its sha256.
+    _, version, sha256 = Path(pex).name.split("-")
+    size = os.path.getsize(pex)
+    platforms = ("linux_x86_64", "linux_arm64", "macos_x86_64", "macos_arm64")
+    known = ", ".join(f'"v{version}|{p}|{sha256}|{size}"' for p in platforms)
+    return f'[pex-cli]\nversion = "v{version}"\nurl_template = "file://{pex}"\nknown_versions = [{known}]\n'
+
+
+@dataclass(frozen=True)
+class PantsResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class PantsRepo:
+    """A temp repo with a pants.toml that enables `backends`, plus private Pants caches."""
+
+    def __init__(self, root: Path, backends: list[str], extra_toml: str = "") -> None:
+        self.root = root
+        self.caches = root.parent / f"{root.name}-caches"
+        self.named_caches = self.caches / "named_caches"
+        root.mkdir(parents=True, exist_ok=True)
+        backend_list = ", ".join(f'"{b}"' for b in backends)
+        (root / "pants.toml").write_text(
+            f"""\
+[GLOBAL]
+pants_version = "2.17.1"
+pythonpath = ["{PLUGIN_SRC}"]
+backend_packages = [{backend_list}]
+pantsd = false
+named_caches_dir = "{self.named_caches}"
+local_store_dir = "{self.caches / 'lmdb_store'}"
+pants_workdir = "{self.caches / 'pants.d'}"
+
+[subprocess-environment]
+env_vars = ["PIP_CONFIG_FILE=/dev/null"]
+
+[python-bootstrap]
+search_path = ["<PYENV>", "<PATH>"]
+
+{_pex_cli_config()}
+{extra_toml}"""
+        )
+
+    def write(self, files: dict[str, str]) -> None:
+        for rel, content in files.items():
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> PantsResult:
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "PYENV_ROOT", "PANTS_CA_CERTS_PATH", "LANG", "LC_ALL")
+        }
+        full_env["NO_SCIE_WARNING"] = "1"
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pants", "--no-pantsd", *args],
+            cwd=self.root,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=900,
+        )
+        return PantsResult(proc.returncode, proc.stdout, proc.stderr)
