@@ -10,8 +10,8 @@ from typing import Iterable
 
 from pants.engine.rules import Rule
 
-from cacheplug import subsystem
+from cacheplug import engine, subsystem
 
 
 def rules() -> Iterable[Rule]:
-    return [*subsystem.rules()]
+    return [*subsystem.rules(), *engine.rules()]

@@ -1,0 +1,206 @@
+"""The rule-level API: wrap a tool's `Process` so that it runs with a persistent, shared cache.
+
+    cached = await Get(CachedProcess, CachedProcessRequest(process, spec))
+    result = await Get(FallibleProcessResult, Process, cached.process)
+    report = await Get(CacheReport, CacheReportRequest(result, spec))
+
+The wrapped process runs a small shell shim in the sandbox:
+  1. setup: `store.py setup` gives the tool a private copy of the shared cache at
+     `spec.sandbox_dir` (hardlinks of immutable objects; copies for `spec.copy_globs`);
+  2. the tool's own argv, whose exit code the shim returns exactly (128+N for a signal);
+  3. teardown, only for `spec.commit_exit_codes`: `store.py commit` merges what the tool wrote
+     back into the shared cache (see store.py for the protocol and the races it defends against).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pkgutil
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable, Optional
+
+from pants.base.build_root import BuildRoot
+from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
+from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.internals.session import RunId
+from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+from pants.util.strutil import shell_quote
+
+from cacheplug.subsystem import CachePlug
+
+NAMED_CACHE = "cacheplug"
+NAMED_CACHE_SANDBOX_PATH = ".cache/cacheplug"
+WORK_DIR = ".cacheplug"
+REPORT_PATH = f"{WORK_DIR}/report.json"
+
+
+class CacheMode(Enum):
+    READ_WRITE = "read-write"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """How a tool uses its cache. Everything here that changes what the tool writes belongs in
+    `scope`; the buildroot is always added."""
+
+    tool: str
+    scope: tuple[str, ...]
+    sandbox_dir: str = f"{WORK_DIR}/cache"  # the tool's private copy; point the tool here
+    env_var: Optional[str] = None  # if set, the tool finds `sandbox_dir` through this env var
+    commit_exit_codes: tuple[int, ...] = (0,)
+    group_by_stem: bool = False  # files sharing a stem travel together (mypy: meta + data)
+    copy_globs: tuple[str, ...] = ()  # files the tool changes in place: copied, never hardlinked
+    # True if the tool judges freshness by timestamps across entries, so entries from different
+    # runs must not mix: a commit is skipped if another one landed since this run's setup.
+    snapshot_consistency: bool = False
+    mode: CacheMode = CacheMode.READ_WRITE
+
+
+@dataclass(frozen=True)
+class CachedProcessRequest:
+    process: Process
+    spec: CacheSpec
+
+
+@dataclass(frozen=True)
+class CachedProcess:
+    process: Process
+
+
+@dataclass(frozen=True)
+class CacheReportRequest:
+    result: FallibleProcessResult
+    spec: CacheSpec
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    reused: int
+    written: int
+    skipped: int
+    lock_wait_ms: int
+    warnings: tuple[str, ...]
+    from_process_cache: bool
+
+    def summary(self) -> str:
+        text = (
+            f"{self.reused} reused, {self.written} written, {self.skipped} skipped, "
+            f"lock wait {self.lock_wait_ms} ms"
+        )
+        return text + (" (replayed from Pants' process cache)" if self.from_process_cache else "")
+
+
+def scope_hash(spec: CacheSpec, build_root: str) -> str:
+    return hashlib.sha256(json.dumps([build_root, spec.tool, *spec.scope]).encode()).hexdigest()[:24]
+
+
+def _shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, lock_timeout: float) -> str:
+    def store(command: str, *flags: str) -> str:
+        argv = [python, "-I", "-S", f"{WORK_DIR}/store.py", command, scope_dir, spec.sandbox_dir,
+                f"{WORK_DIR}/manifest.json", REPORT_PATH, *flags]
+        # `|| true`: the cache never fails the build.
+        return " ".join(shell_quote(a) for a in argv) + " || true"
+
+    flags = ["--by-stem"] if spec.group_by_stem else []
+    for glob in spec.copy_globs:
+        flags += ["--copy", glob]
+    commit_flags = [*flags, "--timeout", str(lock_timeout)]
+    if spec.snapshot_consistency:
+        commit_flags.append("--snapshot")
+    commit = (
+        f'case " {" ".join(map(str, spec.commit_exit_codes))} " in *" $rc "*) {store("commit", *commit_flags)} ;; esac'
+        if spec.mode == CacheMode.READ_WRITE
+        else "# read-only: nothing is committed"
+    )
+    return "\n".join(
+        [
+            "# cacheplug shim: seed the tool's cache, run the tool, commit; exit with the tool's code.",
+            store("setup", *flags),
+            " ".join(shell_quote(a) for a in process.argv),
+            "rc=$?",
+            commit,
+            "exit $rc",
+            "",
+        ]
+    )
+
+
+@rule
+async def wrap_process(
+    request: CachedProcessRequest,
+    cacheplug: CachePlug,
+    bash: BashBinary,
+    python: PythonBuildStandaloneBinary,
+    build_root: BuildRoot,
+) -> CachedProcess:
+    cacheplug.validate()
+    process, spec = request.process, request.spec
+    scope_dir = f"{NAMED_CACHE_SANDBOX_PATH}/{spec.tool}/{scope_hash(spec, build_root.path)}"
+    store_py = pkgutil.get_data("cacheplug", "store.py")
+    assert store_py is not None
+    shim = _shim_script(process, spec, scope_dir, python.path, cacheplug.lock_timeout)
+    files = await Get(
+        Digest,
+        CreateDigest(
+            [
+                FileContent(f"{WORK_DIR}/store.py", store_py),
+                FileContent(f"{WORK_DIR}/shim.sh", shim.encode(), is_executable=True),
+            ]
+        ),
+    )
+    input_digest = await Get(Digest, MergeDigests([process.input_digest, files]))
+    env = dict(process.env)
+    if spec.env_var:
+        env[spec.env_var] = spec.sandbox_dir
+    return CachedProcess(
+        dataclasses.replace(
+            process,
+            argv=(bash.path, f"{WORK_DIR}/shim.sh"),
+            input_digest=input_digest,
+            env=FrozenDict(env),
+            append_only_caches=FrozenDict(
+                {
+                    **process.append_only_caches,
+                    **PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
+                    NAMED_CACHE: NAMED_CACHE_SANDBOX_PATH,
+                }
+            ),
+            output_files=(*process.output_files, REPORT_PATH),
+        )
+    )
+
+
+@rule
+async def read_cache_report(request: CacheReportRequest, run_id: RunId) -> CacheReport:
+    contents = await Get(
+        DigestContents, DigestSubset(request.result.output_digest, PathGlobs([REPORT_PATH]))
+    )
+    data = json.loads(contents[0].content) if contents else {"warnings": ["the cache shim left no report"]}
+    source = request.result.metadata.source(run_id)
+    return CacheReport(
+        reused=int(data.get("reused", 0)),
+        written=int(data.get("written", 0)),
+        skipped=int(data.get("skipped", 0)),
+        lock_wait_ms=int(data.get("lock_wait_ms", 0)),
+        warnings=tuple(data.get("warnings", ())),
+        from_process_cache=source != ProcessResultMetadata.Source.RAN,
+    )
+
+
+def rules() -> Iterable[Rule]:
+    return collect_rules()

@@ -1,0 +1,262 @@
+"""`pants check` with mypy, running each partition through cacheplug's shared cache.
+
+Everything but the per-partition run is Pants' own mypy backend (partitioning by resolve and
+interpreter constraints, the `[mypy]` subsystem, lockfiles, export); this replaces Pants' run,
+which copies one SQLite file in and out without a lock (last writer wins, even after a crash).
+
+Cache layout choice: mypy's per-module files (`--no-sqlite-cache`; JSON in 1.x, fixed-format
+`.ff` by default in 2.x). mypy writes each of them to a temp file and renames it over the old one,
+so the sandbox copy can be hardlinks, and a module's files commit as one group. Passed last,
+`--no-sqlite-cache` overrides a user's `sqlite_cache = True`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shlex
+from typing import Iterable
+
+from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.typecheck.mypy.rules import (  # noqa: F401  (re-registered here)
+    MyPyPartition,
+    MyPyPartitions,
+    MyPyRequest,
+    determine_python_files,
+    mypy_determine_partitions,
+    mypy_typecheck,
+)
+from pants.backend.python.typecheck.mypy.subsystem import (
+    MyPy,
+    MyPyConfigFile,
+    MyPyFirstPartyPlugins,
+)
+from pants.backend.python.util_rules import pex_from_targets
+from pants.backend.python.util_rules.pex import (
+    Pex,
+    PexRequest,
+    PexResolveInfo,
+    VenvPex,
+    VenvPexProcess,
+)
+from pants.backend.python.util_rules.pex_from_targets import RequirementsPexRequest
+from pants.backend.python.util_rules.python_sources import (
+    PythonSourceFiles,
+    PythonSourceFilesRequest,
+)
+from pants.core.goals.check import REPORT_DIR, CheckRequest, CheckResult
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+)
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.option.global_options import GlobalOptions
+from pants.util.logging import LogLevel
+from pants.util.strutil import pluralize
+
+from cacheplug.engine import (
+    CachedProcess,
+    CachedProcessRequest,
+    CacheMode,
+    CacheReport,
+    CacheReportRequest,
+    CacheSpec,
+)
+from cacheplug.mypy.subsystem import SharedCache
+
+logger = logging.getLogger(__name__)
+
+# mypy >= 1.19 records each dependency's interface hash in a module's meta and re-checks the module
+# when one differs, so modules committed by different runs can be mixed safely. Older mypy compares
+# timestamps across modules instead, so its cache is kept a sequence of whole runs.
+MIXABLE_ENTRIES_SINCE = Version("1.19")
+# mypy's exit codes: 0 clean, 1 type errors (its cache is valid), 2 crash or usage error.
+COMMIT_EXIT_CODES = (0, 1)
+
+
+STABLE_PYTHON = "./__cacheplug_stable_python.sh"
+
+
+def _stable_python(venv: VenvPex, bash: BashBinary) -> FileContent:
+    """The requirements venv's Python, run by its real path.
+
+    mypy records each module's path in its cache and re-hashes the source (then rewrites the
+    module's meta) when the path differs. Run through the sandbox's `.cache/pex_root` symlink, the
+    venv's site-packages would have a new path in every sandbox; by its real path it is stable.
+    """
+    venv_dir = shlex.quote(f".cache/pex_root/{venv.venv_rel_dir}")
+    script = f"""\
+#!{bash.path}
+[ -e {venv_dir} ] || {shlex.quote(venv.python.argv0)} -c '' || exit
+exec "$(cd {venv_dir} && pwd -P)/bin/python" "$@"
+"""
+    return FileContent(STABLE_PYTHON[2:], script.encode(), is_executable=True)
+
+
+@rule(desc="Typecheck using MyPy (cacheplug)", level=LogLevel.DEBUG)
+async def mypy_typecheck_partition(
+    partition: MyPyPartition,
+    config_file: MyPyConfigFile,
+    first_party_plugins: MyPyFirstPartyPlugins,
+    mypy: MyPy,
+    python_setup: PythonSetup,
+    global_options: GlobalOptions,
+    bash: BashBinary,
+) -> CheckResult:
+    # As in Pants' backend: run mypy under the code's own interpreter constraints when they need
+    # Python >= 3.8 and the user did not set mypy's.
+    tool_interpreter_constraints = (
+        partition.interpreter_constraints
+        if (
+            mypy.options.is_default("interpreter_constraints")
+            and partition.interpreter_constraints.requires_python38_or_newer(
+                python_setup.interpreter_versions_universe
+            )
+        )
+        else mypy.interpreter_constraints
+    )
+    roots_sources, mypy_pex, extra_type_stubs_pex, requirements_pex = await MultiGet(
+        Get(SourceFiles, SourceFilesRequest(fs.sources for fs in partition.field_sets)),
+        Get(
+            VenvPex,
+            PexRequest,
+            mypy.to_pex_request(
+                interpreter_constraints=tool_interpreter_constraints,
+                extra_requirements=first_party_plugins.requirement_strings,
+            ),
+        ),
+        Get(Pex, PexRequest, mypy.extra_type_stubs_pex_request(partition.interpreter_constraints)),
+        Get(
+            Pex,
+            RequirementsPexRequest(
+                (fs.address for fs in partition.field_sets),
+                hardcoded_interpreter_constraints=partition.interpreter_constraints,
+            ),
+        ),
+    )
+
+    python_files = determine_python_files(roots_sources.snapshot.files)
+    file_list_path = "__files.txt"
+    # The third-party requirements venv that mypy resolves imports in (`--python-executable`).
+    closure_sources, requirements_venv_pex, file_list_digest, mypy_info = await MultiGet(
+        Get(PythonSourceFiles, PythonSourceFilesRequest(partition.root_targets.closure())),
+        Get(
+            VenvPex,
+            PexRequest(
+                output_filename="requirements_venv.pex",
+                internal_only=True,
+                pex_path=[requirements_pex, extra_type_stubs_pex],
+                interpreter_constraints=partition.interpreter_constraints,
+            ),
+        ),
+        Get(Digest, CreateDigest([FileContent(file_list_path, "\n".join(python_files).encode())])),
+        Get(PexResolveInfo, VenvPex, mypy_pex),
+    )
+    mypy_dist = mypy_info.find("mypy")
+    assert mypy_dist is not None
+    py_version = config_file.python_version_to_autoset(
+        partition.interpreter_constraints, python_setup.interpreter_versions_universe
+    )
+    shared_cache: SharedCache = mypy.options.shared_cache
+
+    spec = CacheSpec(
+        tool="mypy",
+        scope=(
+            partition.description(),
+            f"mypy=={mypy_dist.version}",
+            f"python={py_version}",
+            *mypy.args,
+            config_file.digest.fingerprint,
+            first_party_plugins.sources_digest.fingerprint,
+        ),
+        commit_exit_codes=COMMIT_EXIT_CODES,
+        group_by_stem=True,
+        snapshot_consistency=mypy_dist.version < MIXABLE_ENTRIES_SINCE,
+        mode=CacheMode.READ_ONLY if shared_cache == SharedCache.read_only else CacheMode.READ_WRITE,
+    )
+    argv = [
+        mypy_pex.pex.argv0,
+        f"--python-executable={STABLE_PYTHON}",
+        *mypy.args,
+    ]
+    if mypy.config:
+        argv.append(f"--config-file={mypy.config}")
+    if py_version:
+        argv.append(f"--python-version={py_version}")
+    if shared_cache == SharedCache.off:
+        argv.append("--cache-dir=/dev/null")  # mypy writes no cache there
+    else:
+        # Sandbox files get fresh mtimes every run; mypy's hash check stays on, its check of the
+        # data file's mtime goes.
+        argv += ["--skip-cache-mtime-checks", "--no-sqlite-cache", f"--cache-dir={spec.sandbox_dir}"]
+    argv.append(f"@{file_list_path}")
+
+    input_digest = await Get(
+        Digest,
+        MergeDigests(
+            [
+                file_list_digest,
+                first_party_plugins.sources_digest,
+                closure_sources.source_files.snapshot.digest,
+                requirements_venv_pex.digest,
+                config_file.digest,
+                await Get(Digest, CreateDigest([_stable_python(requirements_venv_pex, bash)])),
+            ]
+        ),
+    )
+    source_roots = sorted(
+        set(itertools.chain(first_party_plugins.source_roots, closure_sources.source_roots))
+    )
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            mypy_pex,
+            argv=argv[1:],
+            input_digest=input_digest,
+            extra_env={
+                "PEX_EXTRA_SYS_PATH": ":".join(source_roots),
+                "MYPYPATH": ":".join(source_roots),
+                # As in Pants' backend: always color (post-processed), ansi escapes, no wrapping.
+                "MYPY_FORCE_COLOR": "1",
+                "TERM": "ansi",
+                "MYPY_FORCE_TERMINAL_WIDTH": "642092230765939",
+            },
+            output_directories=(REPORT_DIR,),
+            description=f"Run MyPy on {pluralize(len(python_files), 'file')}.",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    if shared_cache != SharedCache.off:
+        process = (await Get(CachedProcess, CachedProcessRequest(process, spec))).process
+    result = await Get(FallibleProcessResult, Process, process)
+    if shared_cache != SharedCache.off:
+        cache_report = await Get(CacheReport, CacheReportRequest(result, spec))
+        for warning in cache_report.warnings:
+            logger.warning(f"mypy cache [{partition.description()}]: {warning}")
+        logger.info(f"mypy cache [{partition.description()}]: {cache_report.summary()}")
+    report_dir = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{REPORT_DIR}/**"])))
+    report = await Get(Digest, RemovePrefix(report_dir, REPORT_DIR))
+    return CheckResult.from_fallible_process_result(
+        result,
+        partition_description=partition.description(),
+        report=report,
+        strip_formatting=not global_options.colors,
+    )
+
+
+def rules() -> Iterable[Rule | UnionRule]:
+    return [
+        *collect_rules(),
+        UnionRule(CheckRequest, MyPyRequest),
+        *pex_from_targets.rules(),
+    ]

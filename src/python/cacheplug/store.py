@@ -1,0 +1,403 @@
+"""The shared cache store: seeds a sandbox from it, and commits a tool's writes back into it.
+
+This file runs as a program inside each Pants sandbox (python store.py setup|commit ...), so it
+uses the standard library only. It never fails the build: every problem becomes a warning in the
+report, the tool's own result stands.
+
+Layout of one cache scope (a directory inside the Pants named cache):
+
+    objects/ab/<sha256>   immutable file contents, content-addressed; never modified once there
+    entries/ab/<sha256 of the group name>
+                          one JSON record per *group* of tool files: {"group": g, "files":
+                          {relpath: [object, size]}}. A group is the files that must travel
+                          together (mypy's <module>.meta.json + .data.json + ...).
+    lock                  flock(2) lock file serializing commits
+    generation            a counter, bumped by every commit
+
+Why this shape:
+- A group's record is replaced with one rename(2), so a reader sees a group's files either all old
+  or all new, never meta from one run and data from another -- with or without the lock. Objects
+  are written under a unique temp name in their own directory, then renamed, so no reader ever sees
+  a partial file, and two writers of the same content write the same bytes.
+- Merging is per group: a commit only replaces the groups its run wrote, so concurrent runs never
+  lose each other's work; for the same group the last commit wins, and either version is whole.
+- Readers take no lock. A group whose object vanished (replaced and deleted by a commit racing with
+  us) or that fails validation is a miss for this run: it costs work, never correctness.
+- The lock (flock(2): excludes flock(1) and Python's filelock on the same file; fcntl.lockf does
+  not) makes the generation check-and-bump atomic, and keeps deletions of superseded objects from
+  racing with a commit that references them. If flock silently does nothing (some network
+  filesystems), the worst case is a group that becomes a miss.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+FORMAT = 1
+TMP_PREFIX = ".cacheplug-tmp."
+
+
+class Report:
+    """What this run did, written as JSON for the Pants rule to log."""
+
+    def __init__(self) -> None:
+        self.data: Dict[str, Any] = {
+            "reused": 0,
+            "written": 0,
+            "deleted": 0,
+            "skipped": 0,
+            "lock_wait_ms": 0,
+            "warnings": [],
+        }
+
+    def warn(self, message: str) -> None:
+        self.data["warnings"].append(message)
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.data, f)
+
+
+# --- naming --------------------------------------------------------------------------------------
+
+
+def group_of(relpath: str, by_stem: bool) -> str:
+    """The group a tool file belongs to: its stem (mypy's a/b.meta.json -> a/b) or itself."""
+    if not by_stem:
+        return relpath
+    head, base = os.path.split(relpath)
+    return os.path.join(head, base.split(".")[0] or base)
+
+
+def is_safe_relpath(relpath: str) -> bool:
+    """A relative path that stays inside its root: no absolute paths, no `..`, nothing odd."""
+    if not relpath or relpath.startswith("/") or "\\" in relpath or "\0" in relpath:
+        return False
+    parts = relpath.split("/")
+    return all(p not in ("", ".", "..") for p in parts)
+
+
+def _hashed_path(root: str, name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return os.path.join(root, digest[:2], digest)
+
+
+def entry_path(scope: str, group: str) -> str:
+    return _hashed_path(os.path.join(scope, "entries"), group)
+
+
+def object_path(scope: str, obj: str) -> str:
+    return os.path.join(scope, "objects", obj[:2], obj)
+
+
+def _unique_tmp(directory: str) -> str:
+    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}")
+
+
+# --- the scope directory -------------------------------------------------------------------------
+
+
+def open_scope(scope: str) -> str:
+    """Create the scope dir private to this user; refuse one that is a symlink or not ours."""
+    os.makedirs(scope, mode=0o700, exist_ok=True)
+    for sub in ("", "entries", "objects"):
+        path = os.path.join(scope, sub)
+        if sub:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path} is not a directory (a symlink?); not using this cache")
+        if st.st_uid != os.geteuid():
+            raise OSError(f"{path} is owned by uid {st.st_uid}, not by us; not using this cache")
+    return scope
+
+
+def read_generation(scope: str) -> int:
+    try:
+        with open(os.path.join(scope, "generation")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write `path` whole or not at all: a unique temp file in the same dir, then rename(2)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = _unique_tmp(directory)
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _read_nofollow(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def iter_entries(scope: str) -> Iterator[str]:
+    entries = os.path.join(scope, "entries")
+    for shard in sorted(os.listdir(entries)):
+        shard_dir = os.path.join(entries, shard)
+        if os.path.isdir(shard_dir) and not os.path.islink(shard_dir):
+            for name in sorted(os.listdir(shard_dir)):
+                if not name.startswith(TMP_PREFIX):
+                    yield os.path.join(shard_dir, name)
+
+
+def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]]]:
+    """Parse and validate one entry record; raise ValueError if it is foreign or corrupt."""
+    record = json.loads(_read_nofollow(path))
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError("unknown record format")
+    group, files = record.get("group"), record.get("files")
+    if not isinstance(group, str) or not is_safe_relpath(group) or not isinstance(files, dict):
+        raise ValueError("bad group name")
+    if entry_path(os.path.dirname(os.path.dirname(os.path.dirname(path))), group) != path:
+        raise ValueError("record stored under the wrong name")
+    result = {}
+    for rel, value in files.items():
+        if not (is_safe_relpath(rel) and group_of(rel, by_stem) == group):
+            raise ValueError(f"file {rel!r} does not belong to group {group!r}")
+        obj, size = value
+        if not (isinstance(obj, str) and len(obj) == 64 and all(c in "0123456789abcdef" for c in obj)):
+            raise ValueError("bad object name")
+        result[rel] = (obj, int(size))
+    return group, result
+
+
+# --- setup: seed the sandbox ---------------------------------------------------------------------
+
+
+def _materialize(src: str, dest: str, size: int, copy: bool) -> None:
+    st = os.lstat(src)  # a planted symlink is never followed
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        raise ValueError(f"object {os.path.basename(src)} is missing, not a file or truncated")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if not copy:
+        try:
+            os.link(src, dest)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+    # A private copy, for files the tool changes in place (or across filesystems).
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fsrc, open(dest, "xb") as fdst:
+        shutil.copyfileobj(fsrc, fdst)
+
+
+def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], report: Report) -> None:
+    """Give the tool a private copy of the cache at `dest`, and record what it was given."""
+    seeded: Dict[str, List[int]] = {}  # relpath -> [ino, size, mtime_ns] as given to the tool
+    groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
+    generation = 0
+    os.makedirs(dest, exist_ok=True)
+    try:
+        open_scope(scope)
+        generation = read_generation(scope)
+        for path in iter_entries(scope):
+            try:
+                group, files = load_entry(path, by_stem)
+                entry_ino = os.lstat(path).st_ino
+            except FileNotFoundError:
+                continue  # replaced or deleted since listdir: a miss
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                report.data["skipped"] += 1
+                report.warn(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
+                continue
+            done = []
+            try:
+                for rel, (obj, size) in files.items():
+                    target = os.path.join(dest, rel)
+                    copy = any(fnmatch.fnmatch(rel, g) for g in copy_globs)
+                    _materialize(object_path(scope, obj), target, size, copy)
+                    done.append(rel)
+            except (OSError, ValueError) as e:
+                for rel in done:  # all of a group or none of it
+                    _unlink_quietly(os.path.join(dest, rel))
+                report.data["skipped"] += 1
+                if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
+                    report.warn(f"ignored cache group {group!r}: {e}")
+                continue
+            for rel in done:
+                st = os.lstat(os.path.join(dest, rel))
+                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns]
+            groups[group] = entry_ino
+            report.data["reused"] += 1
+    except OSError as e:
+        report.warn(f"cache unavailable, running cold: {e}")
+    with open(manifest, "w") as f:
+        json.dump({"generation": generation, "files": seeded, "groups": groups}, f)
+
+
+# --- commit: merge the tool's writes back --------------------------------------------------------
+
+
+def _changed_groups(dest: str, seeded: Dict[str, List[int]], by_stem: bool) -> Tuple[Dict[str, Dict[str, str]], set]:
+    """Groups with a new or changed file, mapped to all their current files; and every group now present."""
+    current: Dict[str, Dict[str, str]] = {}
+    dirty = set()
+    for root, dirs, names in os.walk(dest):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, dest)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel):
+                continue  # symlinks and odd names are never committed
+            group = group_of(rel, by_stem)
+            current.setdefault(group, {})[rel] = path
+            if seeded.get(rel) != [st.st_ino, st.st_size, st.st_mtime_ns]:
+                dirty.add(group)
+    return {g: current[g] for g in dirty}, set(current)
+
+
+def _store_object(scope: str, path: str) -> Tuple[str, int]:
+    """Put a file's content into objects/ (if not there yet) and return (object name, size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    obj = h.hexdigest()
+    size = os.lstat(path).st_size
+    final = object_path(scope, obj)
+    try:
+        st = os.lstat(final)
+        if stat.S_ISREG(st.st_mode) and st.st_size == size:
+            return obj, size  # already stored
+    except FileNotFoundError:
+        pass
+    directory = os.path.dirname(final)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = _unique_tmp(directory)
+    try:
+        try:
+            os.link(path, tmp)  # the sandbox is discarded after the run: share its inode
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o400)  # objects are immutable: a tool writing through a hardlink fails loudly
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return obj, size
+
+
+def _lock(scope: str, timeout: float, report: Report) -> Optional[int]:
+    """flock(2) the scope's lock file, polling until `timeout` seconds; None if that expired."""
+    fd = os.open(os.path.join(scope, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    start = time.monotonic()
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            report.data["lock_wait_ms"] = int((time.monotonic() - start) * 1000)
+            return fd
+        except BlockingIOError:
+            waited = time.monotonic() - start
+            if waited >= timeout:
+                os.close(fd)
+                report.data["lock_wait_ms"] = int(waited * 1000)
+                return None
+            time.sleep(min(delay, timeout - waited))
+            delay = min(delay * 2, 0.05)
+
+
+def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, snapshot: bool, report: Report) -> None:
+    """Commit every group the tool created or changed; drop groups the tool deleted."""
+    with open(manifest) as f:
+        seen = json.load(f)
+    open_scope(scope)
+    dirty, present = _changed_groups(dest, seen["files"], by_stem)
+    deleted = [g for g in seen["groups"] if g not in present]
+    if not dirty and not deleted:
+        return
+    # Objects first, outside the lock: content-addressed and renamed into place, they are safe to
+    # write concurrently, and until a record names them no reader looks at them.
+    records = {}
+    for group, files in sorted(dirty.items()):
+        stored = {rel: list(_store_object(scope, path)) for rel, path in sorted(files.items())}
+        records[group] = json.dumps({"format": FORMAT, "group": group, "files": stored}, sort_keys=True).encode()
+
+    fd = _lock(scope, timeout, report)
+    if fd is None:
+        report.warn(f"timed out after {timeout:g}s waiting for the cache lock; this run's cache writes were skipped")
+        return
+    try:
+        generation = read_generation(scope)
+        if snapshot and generation != seen["generation"]:
+            # The tool judges freshness by comparing timestamps between modules, so mixing this
+            # run's entries with another run's could make a stale entry look fresh. Keep the
+            # cache a sequence of whole runs instead: skip, the next run redoes the work.
+            report.warn("another run committed to this cache meanwhile; this run's writes were skipped to keep it consistent")
+            return
+        for group, data in records.items():
+            write_atomically(entry_path(scope, group), data)
+            report.data["written"] += 1
+        for group in deleted:
+            path = entry_path(scope, group)
+            try:
+                if os.lstat(path).st_ino == seen["groups"][group]:  # not replaced since we read it
+                    os.unlink(path)
+                    report.data["deleted"] += 1
+            except FileNotFoundError:
+                pass
+        write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode())
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def main(argv: List[str]) -> int:
+    """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]... [--timeout S] [--snapshot]"""
+    command, scope, dest, manifest, report_path, *flags = argv
+    by_stem = "--by-stem" in flags
+    copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
+    timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
+    report = Report()
+    if os.path.exists(report_path):
+        with open(report_path) as f:
+            report.data.update(json.load(f))
+    try:
+        if command == "setup":
+            setup(scope, dest, manifest, by_stem, copy_globs, report)
+        elif command == "commit":
+            commit(scope, dest, manifest, by_stem, timeout, "--snapshot" in flags, report)
+        else:
+            report.warn(f"unknown store command {command!r}")
+    except Exception as e:  # the cache never fails the build
+        report.warn(f"cache {command} failed, results unaffected: {type(e).__name__}: {e}")
+    report.save(report_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
