@@ -3,8 +3,11 @@
 # - pex must run from files on disk, not from inside the zip: it copies its vendored pip out of
 #   its own package directory. So the wheel's files are unpacked once per PEX_ROOT, into a temp
 #   dir that is renamed into place (concurrent first runs race safely: the loser's copy goes).
-# - PEX_SCRIPT picks a console script (Pants runs `pex3` this way), PEX_MODULE a module; both are
-#   consumed so that they do not leak into the processes pex starts.
+# - PEX_SCRIPT picks a console script (Pants runs `pex3` this way), PEX_MODULE a module.
+# - Like a real PEX's bootstrap, PEX_PYTHON and PEX_PYTHON_PATH only choose the interpreter that
+#   runs pex itself and are then dropped: Pants sets PEX_PYTHON to its own 3.9 to run this file,
+#   and a leaked PEX_PYTHON would pin every PEX that pex builds and runs (e.g. Pants' probe for a
+#   CPython 3.11 interpreter) to 3.9. Other PEX_* variables (PEX_ROOT...) are pex's settings.
 import os
 import runpy
 import shutil
@@ -31,6 +34,8 @@ sys.path[0] = os.path.join(code, "wheel")
 
 script = os.environ.pop("PEX_SCRIPT", "pex")
 module = os.environ.pop("PEX_MODULE", "")
+os.environ.pop("PEX_PYTHON", None)
+os.environ.pop("PEX_PYTHON_PATH", None)
 if not module:
     module = {
         "pex": "pex.bin.pex:main",

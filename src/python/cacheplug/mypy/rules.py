@@ -241,9 +241,13 @@ async def mypy_typecheck_partition(
     result = await Get(FallibleProcessResult, Process, process)
     if shared_cache != SharedCache.off:
         cache_report = await Get(CacheReport, CacheReportRequest(result, spec))
+        # e.g. "mypy cache [python-default, py3.11]: 412 reused, 3 written, ..."
+        label = ", ".join(
+            filter(None, [partition.resolve_description, f"py{py_version}" if py_version else ""])
+        ) or partition.description()
         for warning in cache_report.warnings:
-            logger.warning(f"mypy cache [{partition.description()}]: {warning}")
-        logger.info(f"mypy cache [{partition.description()}]: {cache_report.summary()}")
+            logger.warning(f"mypy cache [{label}]: {warning}")
+        logger.info(f"mypy cache [{label}]: {cache_report.summary()}")
     report_dir = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{REPORT_DIR}/**"])))
     report = await Get(Digest, RemovePrefix(report_dir, REPORT_DIR))
     return CheckResult.from_fallible_process_result(
