@@ -109,12 +109,17 @@ def scope_hash(spec: CacheSpec, build_root: str) -> str:
     return hashlib.sha256(json.dumps([build_root, spec.tool, *spec.scope]).encode()).hexdigest()[:24]
 
 
-def _shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, lock_timeout: float) -> str:
+def sandbox_scope_dir(spec: CacheSpec, build_root: str) -> str:
+    """Where the spec's cache scope is, relative to the sandbox."""
+    return f"{NAMED_CACHE_SANDBOX_PATH}/{spec.tool}/{scope_hash(spec, build_root)}"
+
+
+def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, lock_timeout: float) -> str:
+    """The shell shim that runs `process.argv` between `store.py setup` and `store.py commit`."""
     def store(command: str, *flags: str) -> str:
         argv = [python, "-I", "-S", f"{WORK_DIR}/store.py", command, scope_dir, spec.sandbox_dir,
                 f"{WORK_DIR}/manifest.json", REPORT_PATH, *flags]
-        # `|| true`: the cache never fails the build.
-        return " ".join(shell_quote(a) for a in argv) + " || true"
+        return " ".join(shell_quote(a) for a in argv)
 
     flags = ["--by-stem"] if spec.group_by_stem else []
     for glob in spec.copy_globs:
@@ -123,15 +128,20 @@ def _shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str,
     if spec.snapshot_consistency:
         commit_flags.append("--snapshot")
     commit = (
-        f'case " {" ".join(map(str, spec.commit_exit_codes))} " in *" $rc "*) {store("commit", *commit_flags)} ;; esac'
+        # `|| true`: the cache never fails the build.
+        f'case " {" ".join(map(str, spec.commit_exit_codes))} " in *" $rc "*) {{ {store("commit", *commit_flags)}; }} 2>/dev/null || true ;; esac'
         if spec.mode == CacheMode.READ_WRITE
         else "# read-only: nothing is committed"
     )
     return "\n".join(
         [
             "# cacheplug shim: seed the tool's cache, run the tool, commit; exit with the tool's code.",
-            store("setup", *flags),
-            " ".join(shell_quote(a) for a in process.argv),
+            # store.py exits 0 unless it died (killed, no interpreter): then a group may be half
+            # seeded, so the tool runs cold, and commit finds no manifest and commits nothing.
+            f"{{ {store('setup', *flags)}; }} 2>/dev/null || rm -rf -- {shell_quote(spec.sandbox_dir)}",
+            # The `{ } 3>&2 2>/dev/null` dance keeps the tool's stderr and drops bash's own
+            # "Killed" / "Segmentation fault" notices, which the tool alone would not print.
+            f"{{ {' '.join(shell_quote(a) for a in process.argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null",
             "rc=$?",
             commit,
             "exit $rc",
@@ -150,10 +160,10 @@ async def wrap_process(
 ) -> CachedProcess:
     cacheplug.validate()
     process, spec = request.process, request.spec
-    scope_dir = f"{NAMED_CACHE_SANDBOX_PATH}/{spec.tool}/{scope_hash(spec, build_root.path)}"
+    scope_dir = sandbox_scope_dir(spec, build_root.path)
     store_py = pkgutil.get_data("cacheplug", "store.py")
     assert store_py is not None
-    shim = _shim_script(process, spec, scope_dir, python.path, cacheplug.lock_timeout)
+    shim = shim_script(process, spec, scope_dir, python.path, cacheplug.lock_timeout)
     files = await Get(
         Digest,
         CreateDigest(

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 import time
@@ -45,6 +46,21 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 FORMAT = 1
 TMP_PREFIX = ".cacheplug-tmp."
+
+# Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
+#   "kill:<point>:<n>"  SIGKILL this process the n-th time it reaches fault(<point>);
+#   "nolock"            skip flock entirely, to prove correctness does not depend on the lock.
+FAULT = os.environ.get("CACHEPLUG_FAULT", "")
+_fault_hits: Dict[str, int] = {}
+
+
+def fault(point: str) -> None:
+    if FAULT.startswith("kill:"):
+        _, target, n = FAULT.split(":")
+        if target == point:
+            _fault_hits[point] = _fault_hits.get(point, 0) + 1
+            if _fault_hits[point] == int(n):
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Report:
@@ -194,22 +210,33 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
 # --- setup: seed the sandbox ---------------------------------------------------------------------
 
 
-def _materialize(src: str, dest: str, size: int, copy: bool) -> None:
-    st = os.lstat(src)  # a planted symlink is never followed
-    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-        raise ValueError(f"object {os.path.basename(src)} is missing, not a file or truncated")
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if not copy:
-        try:
-            os.link(src, dest)
-            return
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-    # A private copy, for files the tool changes in place (or across filesystems).
-    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fsrc, open(dest, "xb") as fdst:
-        shutil.copyfileobj(fsrc, fdst)
+def _materialize(src: str, dest: str, obj: str, size: int, copy: bool) -> None:
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            raise ValueError(f"object {obj[:12]} is not a file or has the wrong size")
+        # Verify the content: a flipped bit, or a tool that wrote through a hardlink (root ignores
+        # the objects' read-only mode), must be a miss, never a wrong input for the tool.
+        h = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+        if h.hexdigest() != obj:
+            raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if not copy:
+            try:
+                os.link(src, dest, follow_symlinks=False)
+                if os.lstat(dest).st_ino == st.st_ino:
+                    return
+                os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
+                    raise
+        # A private copy, for files the tool changes in place (or across filesystems).
+        f.seek(0)
+        with open(dest, "xb") as fdst:
+            shutil.copyfileobj(f, fdst)
 
 
 def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], report: Report) -> None:
@@ -236,8 +263,9 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 for rel, (obj, size) in files.items():
                     target = os.path.join(dest, rel)
                     copy = any(fnmatch.fnmatch(rel, g) for g in copy_globs)
-                    _materialize(object_path(scope, obj), target, size, copy)
+                    _materialize(object_path(scope, obj), target, obj, size, copy)
                     done.append(rel)
+                    fault("setup-file")
             except (OSError, ValueError) as e:
                 for rel in done:  # all of a group or none of it
                     _unlink_quietly(os.path.join(dest, rel))
@@ -252,8 +280,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
             report.data["reused"] += 1
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
-    with open(manifest, "w") as f:
-        json.dump({"generation": generation, "files": seeded, "groups": groups}, f)
+    write_atomically(manifest, json.dumps({"generation": generation, "files": seeded, "groups": groups}).encode())
 
 
 # --- commit: merge the tool's writes back --------------------------------------------------------
@@ -287,12 +314,9 @@ def _store_object(scope: str, path: str) -> Tuple[str, int]:
     obj = h.hexdigest()
     size = os.lstat(path).st_size
     final = object_path(scope, obj)
-    try:
-        st = os.lstat(final)
-        if stat.S_ISREG(st.st_mode) and st.st_size == size:
-            return obj, size  # already stored
-    except FileNotFoundError:
-        pass
+    # Always (re)place the object, even if one of that name exists: it may be the corrupt copy
+    # that made this run miss, and replacing identical content is harmless to readers (they hold
+    # their own links to the old inode).
     directory = os.path.dirname(final)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = _unique_tmp(directory)
@@ -312,6 +336,8 @@ def _store_object(scope: str, path: str) -> Tuple[str, int]:
 def _lock(scope: str, timeout: float, report: Report) -> Optional[int]:
     """flock(2) the scope's lock file, polling until `timeout` seconds; None if that expired."""
     fd = os.open(os.path.join(scope, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if FAULT == "nolock":
+        return fd
     start = time.monotonic()
     delay = 0.001
     while True:
@@ -342,7 +368,10 @@ def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, 
     # write concurrently, and until a record names them no reader looks at them.
     records = {}
     for group, files in sorted(dirty.items()):
-        stored = {rel: list(_store_object(scope, path)) for rel, path in sorted(files.items())}
+        stored = {}
+        for rel, path in sorted(files.items()):
+            stored[rel] = list(_store_object(scope, path))
+            fault("commit-object")
         records[group] = json.dumps({"format": FORMAT, "group": group, "files": stored}, sort_keys=True).encode()
 
     fd = _lock(scope, timeout, report)
@@ -357,9 +386,11 @@ def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, 
             # cache a sequence of whole runs instead: skip, the next run redoes the work.
             report.warn("another run committed to this cache meanwhile; this run's writes were skipped to keep it consistent")
             return
+        fault("commit-locked")
         for group, data in records.items():
             write_atomically(entry_path(scope, group), data)
             report.data["written"] += 1
+            fault("commit-record")
         for group in deleted:
             path = entry_path(scope, group)
             try:
@@ -383,9 +414,11 @@ def main(argv: List[str]) -> int:
     copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
     timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
     report = Report()
-    if os.path.exists(report_path):
+    try:  # setup's report, which commit adds to
         with open(report_path) as f:
             report.data.update(json.load(f))
+    except (OSError, ValueError):
+        pass
     try:
         if command == "setup":
             setup(scope, dest, manifest, by_stem, copy_globs, report)

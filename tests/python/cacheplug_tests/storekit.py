@@ -1,0 +1,150 @@
+"""Run the real cache shim (engine.shim_script + store.py) in hand-made sandboxes, as Pants would.
+
+A sandbox here is what Pants gives the wrapped process: a fresh directory holding the shim, store.py
+and the tool's inputs, with the named cache reachable at `.cache/cacheplug` through a symlink.
+Many sandboxes share one named cache, as concurrent Pants runs do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pkgutil
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pants.engine.process import Process
+
+from cacheplug import store
+from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_scope_dir, shim_script
+
+FAKETOOL = str(Path(__file__).with_name("faketool.py"))
+FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), group_by_stem=True, commit_exit_codes=(0, 1))
+BUILD_ROOT = "/buildroot"  # any fixed string: the scope hash only needs to be stable
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    report: dict = field(default_factory=dict)
+
+
+def scope_path(named_cache: Path, spec: CacheSpec = FAKE_SPEC) -> Path:
+    rel = sandbox_scope_dir(spec, BUILD_ROOT)
+    return named_cache / os.path.relpath(rel, NAMED_CACHE_SANDBOX_PATH)
+
+
+def make_sandbox(
+    named_cache: Path,
+    argv: list[str],
+    files: dict[str, str] | None = None,
+    spec: CacheSpec = FAKE_SPEC,
+    lock_timeout: float = 30.0,
+) -> Path:
+    """A fresh sandbox that runs `argv` through the shim against `named_cache`."""
+    named_cache.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=named_cache.parent))
+    for rel, content in (files or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(content)
+    (root / ".cacheplug").mkdir()
+    store_py = pkgutil.get_data("cacheplug", "store.py")
+    assert store_py
+    (root / ".cacheplug/store.py").write_bytes(store_py)
+    process = Process(argv=tuple(argv), description="test tool")
+    shim = shim_script(process, spec, sandbox_scope_dir(spec, BUILD_ROOT), sys.executable, lock_timeout)
+    (root / ".cacheplug/shim.sh").write_text(shim)
+    (root / ".cache").mkdir()
+    os.symlink(named_cache, root / NAMED_CACHE_SANDBOX_PATH)
+    return root
+
+
+def start(sandbox: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["bash", ".cacheplug/shim.sh"],
+        cwd=sandbox,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so a test can kill -9 the whole run
+    )
+
+
+def finish(sandbox: Path, proc: subprocess.Popen) -> Run:
+    stdout, _ = proc.communicate(timeout=600)
+    report_file = sandbox / REPORT_PATH
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    shutil.rmtree(sandbox)
+    return Run(proc.returncode, stdout, report)
+
+
+def run_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw) -> Run:
+    """One faketool run through the shim on `sources` ({module: text})."""
+    files = {f"src/{m}.mod": text for m, text in sources.items()}
+    sandbox = make_sandbox(named_cache, [sys.executable, FAKETOOL, FAKE_SPEC.sandbox_dir, "src"], files, **kw)
+    return finish(sandbox, start(sandbox, env))
+
+
+def run_cold(sources: dict[str, str]) -> Run:
+    """The oracle: faketool with an empty cache of its own, no shim."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "src")
+        src.mkdir()
+        for m, text in sources.items():
+            (src / f"{m}.mod").write_text(text)
+        proc = subprocess.run(
+            [sys.executable, FAKETOOL, str(Path(tmp, "cache")), str(src)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        return Run(proc.returncode, proc.stdout)
+
+
+def fake_group_problem(files: dict[str, bytes]) -> str | None:
+    """faketool's own consistency rule for one group: its meta must describe the data beside it."""
+    meta = next((json.loads(v) for k, v in files.items() if k.endswith(".meta.json")), None)
+    data = next((json.loads(v) for k, v in files.items() if k.endswith(".data.json")), None)
+    if meta is None or data is None:
+        return "meta or data missing"
+    if meta["src"] != hashlib.sha256(json.dumps(data["src"], sort_keys=True).encode()).hexdigest():
+        return "torn: meta and data come from different sources"
+    return None
+
+
+def check_scope(scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem) -> tuple[dict[str, dict[str, bytes]], list[str]]:
+    """Integrity check of a cache scope: every record valid, every object whole and matching its
+    hash, every group consistent. Returns ({group: {file: content}}, [problems])."""
+    groups: dict[str, dict[str, bytes]] = {}
+    problems = []
+    if not (scope / "entries").exists():
+        return groups, problems
+    for path in store.iter_entries(str(scope)):
+        try:
+            group, files = store.load_entry(path, by_stem=True)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            problems.append(f"bad record {path}: {e}")
+            continue
+        contents = {}
+        for rel, (obj, size) in files.items():
+            try:
+                data = Path(store.object_path(str(scope), obj)).read_bytes()
+            except OSError as e:
+                problems.append(f"{group}: object of {rel} unreadable: {e}")
+                continue
+            if len(data) != size or hashlib.sha256(data).hexdigest() != obj:
+                problems.append(f"{group}: object of {rel} torn or corrupt")
+            contents[rel] = data
+        problem = group_problem(contents)
+        if problem:
+            problems.append(f"{group}: {problem}")
+        groups[group] = contents
+    return groups, problems
