@@ -68,6 +68,9 @@ class CacheSpec:
     # True if the tool judges freshness by timestamps across entries, so entries from different
     # runs must not mix: a commit is skipped if another one landed since this run's setup.
     snapshot_consistency: bool = False
+    # (glob, key): a group with a file matching glob that is a JSON object with a truthy `key` is
+    # not given to the tool (it re-creates it), e.g. to work around a tool's incremental bug.
+    withhold_json: tuple[tuple[str, str], ...] = ()
     mode: CacheMode = CacheMode.READ_WRITE
 
 
@@ -124,6 +127,9 @@ def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, 
     flags = ["--by-stem"] if spec.group_by_stem else []
     for glob in spec.copy_globs:
         flags += ["--copy", glob]
+    setup_flags = [*flags]
+    for glob, key in spec.withhold_json:
+        setup_flags += ["--withhold", f"{glob}:{key}"]
     commit_flags = [*flags, "--timeout", str(lock_timeout)]
     if spec.snapshot_consistency:
         commit_flags.append("--snapshot")
@@ -138,7 +144,7 @@ def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, 
             "# cacheplug shim: seed the tool's cache, run the tool, commit; exit with the tool's code.",
             # store.py exits 0 unless it died (killed, no interpreter): then a group may be half
             # seeded, so the tool runs cold, and commit finds no manifest and commits nothing.
-            f"{{ {store('setup', *flags)}; }} 2>/dev/null || rm -rf -- {shell_quote(spec.sandbox_dir)}",
+            f"{{ {store('setup', *setup_flags)}; }} 2>/dev/null || rm -rf -- {shell_quote(spec.sandbox_dir)}",
             # The `{ } 3>&2 2>/dev/null` dance keeps the tool's stderr and drops bash's own
             # "Killed" / "Segmentation fault" notices, which the tool alone would not print.
             f"{{ {' '.join(shell_quote(a) for a in process.argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null",

@@ -239,7 +239,22 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool) -> None:
             shutil.copyfileobj(f, fdst)
 
 
-def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], report: Report) -> None:
+def _withheld(dest: str, rels: List[str], withhold: List[Tuple[str, str]]) -> bool:
+    """True if a file of the group is a JSON object with a truthy `key` (see --withhold)."""
+    for rel in rels:
+        for glob, key in withhold:
+            if fnmatch.fnmatch(rel, glob):
+                try:
+                    with open(os.path.join(dest, rel), "rb") as f:
+                        record = json.load(f)
+                except ValueError:
+                    return True  # not the JSON we expect: do not trust it either
+                if isinstance(record, dict) and record.get(key):
+                    return True
+    return False
+
+
+def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]], report: Report) -> None:
     """Give the tool a private copy of the cache at `dest`, and record what it was given."""
     seeded: Dict[str, List[int]] = {}  # relpath -> [ino, size, mtime_ns] as given to the tool
     groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
@@ -272,6 +287,11 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 report.data["skipped"] += 1
                 if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
                     report.warn(f"ignored cache group {group!r}: {e}")
+                continue
+            if withhold and _withheld(dest, done, withhold):
+                for rel in done:
+                    _unlink_quietly(os.path.join(dest, rel))
+                report.data["withheld"] = report.data.get("withheld", 0) + 1
                 continue
             for rel in done:
                 st = os.lstat(os.path.join(dest, rel))
@@ -408,10 +428,12 @@ def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, 
 
 
 def main(argv: List[str]) -> int:
-    """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]... [--timeout S] [--snapshot]"""
+    """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
+    [--withhold GLOB:KEY]... [--timeout S] [--snapshot]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
     copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
+    withhold = [tuple(flags[i + 1].rsplit(":", 1)) for i, f in enumerate(flags) if f == "--withhold"]
     timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
     report = Report()
     try:  # setup's report, which commit adds to
@@ -421,7 +443,7 @@ def main(argv: List[str]) -> int:
         pass
     try:
         if command == "setup":
-            setup(scope, dest, manifest, by_stem, copy_globs, report)
+            setup(scope, dest, manifest, by_stem, copy_globs, withhold, report)  # type: ignore[arg-type]
         elif command == "commit":
             commit(scope, dest, manifest, by_stem, timeout, "--snapshot" in flags, report)
         else:

@@ -82,9 +82,38 @@ logger = logging.getLogger(__name__)
 MIXABLE_ENTRIES_SINCE = Version("1.19")
 # mypy's exit codes: 0 clean, 1 type errors (its cache is valid), 2 crash or usage error.
 COMMIT_EXIT_CODES = (0, 1)
+# Before 2.x, incremental mypy can drop an error: a module that imports a module which does not
+# exist is "fresh" on the next run while that import stays missing, and its import-not-found
+# error is not reported again (cf. mypy#20800; reproduced with 1.19.1 alone, with its own SQLite
+# cache). Such a module's JSON meta lists the missing import under "suppressed": it is withheld
+# from the sandbox, so mypy re-checks it (its dependents keep their cache: same interface).
+# 2.4.1 passes our differential test without this.
+WITHHOLD_SUPPRESSED_BEFORE = Version("2")
 
 
 STABLE_PYTHON = "./__cacheplug_stable_python.sh"
+
+
+def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache: SharedCache) -> CacheSpec:
+    """The cache spec of one mypy partition; `scope` holds what else changes mypy's cache."""
+    return CacheSpec(
+        tool="mypy",
+        scope=(f"mypy=={mypy_version}", *scope),
+        commit_exit_codes=COMMIT_EXIT_CODES,
+        withhold_json=(("*.meta.json", "suppressed"),) if mypy_version < WITHHOLD_SUPPRESSED_BEFORE else (),
+        group_by_stem=True,
+        snapshot_consistency=mypy_version < MIXABLE_ENTRIES_SINCE,
+        mode=CacheMode.READ_ONLY if shared_cache == SharedCache.read_only else CacheMode.READ_WRITE,
+    )
+
+
+def mypy_cache_args(spec: CacheSpec, shared_cache: SharedCache) -> list[str]:
+    """mypy's flags for the cache, after the user's own (later flags win)."""
+    if shared_cache == SharedCache.off:
+        return ["--cache-dir=/dev/null"]  # mypy writes no cache there
+    # Sandbox files get fresh mtimes every run: mypy's hash check stays on, its check of the data
+    # file's mtime goes.
+    return ["--skip-cache-mtime-checks", "--no-sqlite-cache", f"--cache-dir={spec.sandbox_dir}"]
 
 
 def _stable_python(venv: VenvPex, bash: BashBinary) -> FileContent:
@@ -169,20 +198,16 @@ async def mypy_typecheck_partition(
     )
     shared_cache: SharedCache = mypy.options.shared_cache
 
-    spec = CacheSpec(
-        tool="mypy",
-        scope=(
+    spec = mypy_cache_spec(
+        (
             partition.description(),
-            f"mypy=={mypy_dist.version}",
             f"python={py_version}",
             *mypy.args,
             config_file.digest.fingerprint,
             first_party_plugins.sources_digest.fingerprint,
         ),
-        commit_exit_codes=COMMIT_EXIT_CODES,
-        group_by_stem=True,
-        snapshot_consistency=mypy_dist.version < MIXABLE_ENTRIES_SINCE,
-        mode=CacheMode.READ_ONLY if shared_cache == SharedCache.read_only else CacheMode.READ_WRITE,
+        mypy_dist.version,
+        shared_cache,
     )
     argv = [
         mypy_pex.pex.argv0,
@@ -193,12 +218,7 @@ async def mypy_typecheck_partition(
         argv.append(f"--config-file={mypy.config}")
     if py_version:
         argv.append(f"--python-version={py_version}")
-    if shared_cache == SharedCache.off:
-        argv.append("--cache-dir=/dev/null")  # mypy writes no cache there
-    else:
-        # Sandbox files get fresh mtimes every run; mypy's hash check stays on, its check of the
-        # data file's mtime goes.
-        argv += ["--skip-cache-mtime-checks", "--no-sqlite-cache", f"--cache-dir={spec.sandbox_dir}"]
+    argv += mypy_cache_args(spec, shared_cache)
     argv.append(f"@{file_list_path}")
 
     input_digest = await Get(
