@@ -12,7 +12,7 @@ import pytest
 from cacheplug.mypy.subsystem import SharedCache
 from cacheplug_tests.mypykit import Project, run_mypy
 
-VERSIONS = ["1.19.1", "2.4.1"]
+VERSIONS = ["1.1.1", "1.19.1", "2.4.1"]  # Pants 2.17's default, 1.x latest, 2.x
 
 
 def diagnostics(output: str) -> list[str]:

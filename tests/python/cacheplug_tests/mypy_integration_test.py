@@ -1,0 +1,84 @@
+"""`pants check ::` with the `cacheplug.mypy` backend, as a user runs it: a real Pants process in a
+temp repo (no pantsd, private caches), Pants' default mypy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cacheplug_tests.pants_repo import PantsRepo
+
+GOOD = "def double(x: int) -> int:\n    return x * 2\n"
+BAD = 'from app.good import double\n\n\ndef name() -> int:\n    return "not an int" + str(double(1))\n'
+
+
+def _cache_line(stderr: str) -> dict[str, int]:
+    # e.g. "mypy cache [py3.9]: 412 reused, 3 written, 0 skipped, lock wait 2 ms"
+    match = re.search(r"mypy cache \[[^\]]*\]: (\d+) reused, (\d+) written, (\d+) skipped", stderr)
+    assert match, stderr
+    return dict(zip(["reused", "written", "skipped"], map(int, match.groups())))
+
+
+def _diagnostics(stdout: str) -> list[str]:
+    return sorted(line for line in stdout.splitlines() if ": error:" in line or line.startswith("Found "))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> PantsRepo:
+    repo = PantsRepo(
+        tmp_path_factory.mktemp("mypy") / "repo",
+        backends=["pants.backend.python", "cacheplug.mypy"],
+        extra_toml='[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n',
+    )
+    repo.write({"src/app/BUILD": "python_sources()\n", "src/app/__init__.py": "", "src/app/good.py": GOOD,
+                "src/app/bad.py": BAD})
+    return repo
+
+
+def test_type_error_exit_1_then_edit_reuses_cache_and_matches_cold(repo: PantsRepo) -> None:
+    first = repo.run("check", "::")
+    assert first.exit_code == 1, first.stderr
+    # Pants prints check results on stderr.
+    assert 'Incompatible return value type (got "str", expected "int")' in first.stderr
+    assert "src/app/bad.py:5: error:" in first.stderr
+    written = _cache_line(first.stderr)["written"]
+    assert written > 20  # the typeshed modules used, and the project's
+
+    repo.write({"src/app/good.py": GOOD + "\n\ndef triple(x: int) -> int:\n    return x * 3\n"})
+    second = repo.run("check", "::")
+    assert second.exit_code == 1
+    assert _cache_line(second.stderr)["reused"] == written
+
+    cold = repo.run("--mypy-shared-cache=off", "check", "::")
+    assert cold.exit_code == 1
+    assert "mypy cache" not in cold.stderr
+    assert _diagnostics(cold.stderr) == _diagnostics(second.stderr) != []
+
+    repo.write({"src/app/bad.py": BAD.replace("-> int", "-> str")})
+    fixed = repo.run("check", "::")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert "Success: no issues found" in fixed.stderr
+
+
+def test_read_only_commits_nothing(repo: PantsRepo) -> None:
+    repo.write({"src/app/extra.py": "X: int = 1\n"})
+    result = repo.run("--mypy-shared-cache=read-only", "check", "::")
+    assert result.exit_code in (0, 1)
+    assert _cache_line(result.stderr)["written"] == 0
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--mypy-shared-cache=sometimes", ["--shared-cache in scope 'mypy'", "sometimes", "read-write, read-only, off"]),
+        ("--cacheplug-lock-timeout=-1", ["[cacheplug].lock_timeout", "-1", ">= 0"]),
+        ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
+    ],
+)
+def test_bad_option_values_name_the_option_and_what_is_allowed(repo: PantsRepo, flag: str, expected: list[str]) -> None:
+    result = repo.run(flag, "check", "::")
+    assert result.exit_code != 0
+    for text in expected:
+        assert text in result.stderr, result.stderr[-3000:]
