@@ -37,8 +37,10 @@ def mypy_python(version: str) -> str:
     """A Python with mypy==version installed: a venv in a temp dir kept for this process."""
     venv = Path(tempfile.mkdtemp(prefix=f"mypy-{version}-"))
     subprocess.run([find_python311(), "-m", "venv", str(venv)], check=True)
+    # Pants runs tests with pip's config isolated; ./pants exports the CA bundle this network needs.
+    ca = os.environ.get("PANTS_CA_CERTS_PATH")
     subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-qq", "--disable-pip-version-check",
-                    f"mypy=={version}"], check=True)
+                    *(["--cert", ca] if ca else []), f"mypy=={version}"], check=True)
     return str(venv / "bin/python")
 
 
