@@ -17,7 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pants.engine.process import Process
 
@@ -86,7 +86,7 @@ def finish(sandbox: Path, proc: subprocess.Popen) -> Run:
     return Run(proc.returncode, stdout, report)
 
 
-def run_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw) -> Run:
+def run_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw: Any) -> Run:
     """One faketool run through the shim on `sources` ({module: text})."""
     files = {f"src/{m}.mod": text for m, text in sources.items()}
     sandbox = make_sandbox(named_cache, [sys.executable, FAKETOOL, FAKE_SPEC.sandbox_dir, "src"], files, **kw)
@@ -122,7 +122,7 @@ def check_scope(scope: Path, group_problem: Callable[[dict[str, bytes]], str | N
     """Integrity check of a cache scope: every record valid, every object whole and matching its
     hash, every group consistent. Returns ({group: {file: content}}, [problems])."""
     groups: dict[str, dict[str, bytes]] = {}
-    problems = []
+    problems: list[str] = []
     if not (scope / "entries").exists():
         return groups, problems
     for path in store.iter_entries(str(scope)):
