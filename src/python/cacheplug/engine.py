@@ -71,6 +71,9 @@ class CacheSpec:
     # (glob, key): a group with a file matching glob that is a JSON object with a truthy `key` is
     # not given to the tool (it re-creates it), e.g. to work around a tool's incremental bug.
     withhold_json: tuple[tuple[str, str], ...] = ()
+    # (glob, keys): a rewritten JSON file matching glob that differs from what the tool was given
+    # only in these keys is not committed (e.g. mypy's meta, rewritten for a new source mtime).
+    volatile_json: tuple[tuple[str, tuple[str, ...]], ...] = ()
     mode: CacheMode = CacheMode.READ_WRITE
 
 
@@ -131,6 +134,8 @@ def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, 
     for glob, key in spec.withhold_json:
         setup_flags += ["--withhold", f"{glob}:{key}"]
     commit_flags = [*flags, "--timeout", str(lock_timeout)]
+    for glob, keys in spec.volatile_json:
+        commit_flags += ["--volatile", f"{glob}:{','.join(keys)}"]
     if spec.snapshot_consistency:
         commit_flags.append("--snapshot")
     commit = (

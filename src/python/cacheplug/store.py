@@ -295,7 +295,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 continue
             for rel in done:
                 st = os.lstat(os.path.join(dest, rel))
-                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns]
+                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0]]
             groups[group] = entry_ino
             report.data["reused"] += 1
     except OSError as e:
@@ -306,8 +306,26 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
 # --- commit: merge the tool's writes back --------------------------------------------------------
 
 
-def _changed_groups(dest: str, seeded: Dict[str, List[int]], by_stem: bool) -> Tuple[Dict[str, Dict[str, str]], set]:
-    """Groups with a new or changed file, mapped to all their current files; and every group now present."""
+def _same_json(path: str, stored: str, keys: List[str]) -> bool:
+    """True if two JSON files are equal but for the values of `keys`."""
+    try:
+        with open(path, "rb") as f:
+            new = json.load(f)
+        old = json.loads(_read_nofollow(stored))
+    except (OSError, ValueError):
+        return False
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return False
+    return {k: v for k, v in new.items() if k not in keys} == {k: v for k, v in old.items() if k not in keys}
+
+
+def _changed_groups(
+    scope: str, dest: str, seeded: Dict[str, list], by_stem: bool, volatile: List[Tuple[str, List[str]]]
+) -> Tuple[Dict[str, Dict[str, str]], set]:
+    """Groups with a new, changed or removed file, mapped to all their current files; and every
+    group now present. A rewrite that changes only `volatile` JSON keys is not a change: mypy
+    rewrites each meta whose source has a new mtime (new in every sandbox), and committing those
+    would cost every run a commit per module for nothing."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
     for root, dirs, names in os.walk(dest):
@@ -320,18 +338,33 @@ def _changed_groups(dest: str, seeded: Dict[str, List[int]], by_stem: bool) -> T
                 continue  # symlinks and odd names are never committed
             group = group_of(rel, by_stem)
             current.setdefault(group, {})[rel] = path
-            if seeded.get(rel) != [st.st_ino, st.st_size, st.st_mtime_ns]:
-                dirty.add(group)
+            before = seeded.get(rel)
+            if before is not None and before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                continue
+            if before is not None and before[1] == st.st_size and _sha256(path) == before[3]:
+                continue  # rewritten with the same bytes
+            keys = [k for glob, ks in volatile if fnmatch.fnmatch(rel, glob) for k in ks]
+            if before is not None and keys and _same_json(path, object_path(scope, before[3]), keys):
+                continue
+            dirty.add(group)
+    for rel in seeded:  # a file the tool removed from a group it kept
+        group = group_of(rel, by_stem)
+        if group in current and rel not in current[group]:
+            dirty.add(group)
     return {g: current[g] for g in dirty}, set(current)
 
 
-def _store_object(scope: str, path: str) -> Tuple[str, int]:
-    """Put a file's content into objects/ (if not there yet) and return (object name, size)."""
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    obj = h.hexdigest()
+    return h.hexdigest()
+
+
+def _store_object(scope: str, path: str) -> Tuple[str, int]:
+    """Put a file's content into objects/ and return (object name, size)."""
+    obj = _sha256(path)
     size = os.lstat(path).st_size
     final = object_path(scope, obj)
     # Always (re)place the object, even if one of that name exists: it may be the corrupt copy
@@ -375,12 +408,15 @@ def _lock(scope: str, timeout: float, report: Report) -> Optional[int]:
             delay = min(delay * 2, 0.05)
 
 
-def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, snapshot: bool, report: Report) -> None:
+def commit(
+    scope: str, dest: str, manifest: str, by_stem: bool, volatile: List[Tuple[str, List[str]]],
+    timeout: float, snapshot: bool, report: Report,
+) -> None:
     """Commit every group the tool created or changed; drop groups the tool deleted."""
     with open(manifest) as f:
         seen = json.load(f)
     open_scope(scope)
-    dirty, present = _changed_groups(dest, seen["files"], by_stem)
+    dirty, present = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
     deleted = [g for g in seen["groups"] if g not in present]
     if not dirty and not deleted:
         return
@@ -429,11 +465,12 @@ def commit(scope: str, dest: str, manifest: str, by_stem: bool, timeout: float, 
 
 def main(argv: List[str]) -> int:
     """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
-    [--withhold GLOB:KEY]... [--timeout S] [--snapshot]"""
+    [--withhold GLOB:KEY]... [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
     copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
     withhold = [tuple(flags[i + 1].rsplit(":", 1)) for i, f in enumerate(flags) if f == "--withhold"]
+    volatile = [(g, k.split(",")) for g, _, k in (flags[i + 1].rpartition(":") for i, f in enumerate(flags) if f == "--volatile")]
     timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
     report = Report()
     try:  # setup's report, which commit adds to
@@ -445,7 +482,7 @@ def main(argv: List[str]) -> int:
         if command == "setup":
             setup(scope, dest, manifest, by_stem, copy_globs, withhold, report)  # type: ignore[arg-type]
         elif command == "commit":
-            commit(scope, dest, manifest, by_stem, timeout, "--snapshot" in flags, report)
+            commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, report)
         else:
             report.warn(f"unknown store command {command!r}")
     except Exception as e:  # the cache never fails the build

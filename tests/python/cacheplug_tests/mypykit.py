@@ -19,6 +19,7 @@ from pathlib import Path
 
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
+from cacheplug.engine import CacheSpec
 from cacheplug.mypy.rules import mypy_cache_args, mypy_cache_spec
 from cacheplug.mypy.subsystem import SharedCache
 from cacheplug_tests.storekit import Run, finish, make_sandbox, start
@@ -117,12 +118,16 @@ class Project:
         return f"{kind} {name}"
 
 
+def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write) -> tuple[CacheSpec, list[str]]:
+    """The cache spec and argv cacheplug.mypy uses for mypy `version` on `files`."""
+    spec = mypy_cache_spec(("test",), Version(version), mode)
+    return spec, [mypy_python(version), "-m", "mypy", "--python-version=3.11", *mypy_cache_args(spec, mode), *sorted(files)]
+
+
 def run_mypy(named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write) -> Run:
     """mypy on `files` as cacheplug runs it: through the shim on `named_cache` with mode's flags;
     with `SharedCache.off` (the cold oracle) straight, as `shared_cache = "off"` does."""
-    spec = mypy_cache_spec(("test",), Version(version), mode)
-    argv = [mypy_python(version), "-m", "mypy", "--python-version=3.11", *mypy_cache_args(spec, mode),
-            *sorted(files)]
+    spec, argv = mypy_argv(version, files, mode)
     if mode == SharedCache.off:
         with tempfile.TemporaryDirectory() as tmp:
             for rel, text in files.items():

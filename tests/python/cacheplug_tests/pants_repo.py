@@ -73,7 +73,7 @@ search_path = ["<PYENV>", "<PATH>"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> PantsResult:
+    def run(self, *args: str, env: dict[str, str] | None = None, pantsd: bool = False) -> PantsResult:
         full_env = {
             k: v
             for k, v in os.environ.items()
@@ -82,7 +82,7 @@ search_path = ["<PYENV>", "<PATH>"]
         full_env["NO_SCIE_WARNING"] = "1"
         full_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "pants", "--no-pantsd", *args],
+            [sys.executable, "-m", "pants", "--pantsd" if pantsd else "--no-pantsd", *args],
             cwd=self.root,
             env=full_env,
             stdout=subprocess.PIPE,

@@ -3,6 +3,7 @@ corrupt and hostile entries, a stuck lock. The oracle is always a cold run on th
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -226,3 +227,23 @@ def test_scope_is_private_and_hostile_symlinks_are_not_followed(named_cache: Pat
     assert run.exit_code == 0 and run.report["reused"] == 0
     assert any("not a directory" in w for w in run.report["warnings"])
     assert list(outside.iterdir()) == []
+
+
+def test_rewrites_that_change_only_volatile_keys_or_nothing_are_not_committed(named_cache: Path) -> None:
+    spec = dataclasses.replace(FAKE_SPEC, volatile_json=(("*.meta.json", ("mtime",)),))
+    cache = FAKE_SPEC.sandbox_dir
+
+    def rewrite(meta: dict, data: str) -> dict:
+        # Like mypy: write a temp file, rename it over the old one.
+        argv = ["sh", "-c", f"mkdir -p {cache} && printf '%s' '{json.dumps(meta)}' > t && mv t {cache}/a.meta.json"
+                f" && printf '{data}' > t && mv t {cache}/a.data.json"]
+        sandbox = make_sandbox(named_cache, argv, spec=spec)
+        return finish(sandbox, start(sandbox)).report
+
+    assert rewrite({"hash": 1, "mtime": 1}, "d1")["written"] == 1
+    assert rewrite({"hash": 1, "mtime": 2}, "d1")["written"] == 0  # only the mtime: not worth it
+    assert rewrite({"mtime": 3, "hash": 1}, "d1")["written"] == 0  # same JSON, other bytes
+    assert rewrite({"hash": 2, "mtime": 3}, "d1")["written"] == 1  # a real change
+    assert rewrite({"hash": 2, "mtime": 3}, "d2")["written"] == 1  # the data changed
+    groups, problems = check_scope(scope_path(named_cache, spec), group_problem=lambda files: None)
+    assert problems == [] and json.loads(groups["a"]["a.meta.json"]) == {"hash": 2, "mtime": 3}

@@ -101,6 +101,9 @@ def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache:
         scope=(f"mypy=={mypy_version}", *scope),
         commit_exit_codes=COMMIT_EXIT_CODES,
         withhold_json=(("*.meta.json", "suppressed"),) if mypy_version < WITHHOLD_SUPPRESSED_BEFORE else (),
+        # The source's mtime is new in every sandbox; mypy then re-hashes the source and, if it
+        # is unchanged, rewrites the meta with the new mtime: not worth a commit.
+        volatile_json=(("*.meta.json", ("mtime",)),),
         group_by_stem=True,
         snapshot_consistency=mypy_version < MIXABLE_ENTRIES_SINCE,
         mode=CacheMode.READ_ONLY if shared_cache == SharedCache.read_only else CacheMode.READ_WRITE,

@@ -1,0 +1,169 @@
+"""Benchmark: `pants check` with Pants' builtin mypy backend vs `cacheplug.mypy`, and the shim's
+own overhead against plain mypy.
+
+    ./pants run bench/mypy_bench.py -- [--modules 1000] [--repeats 3]
+
+(`./pants run` so that this runs with Pants importable and the launcher's environment.)
+Everything is measured side by side in one run, on the same generated project, and reported as
+medians and ratios (the machine is shared: absolute times are noise, ratios are the result).
+
+Part 1, inside Pants (pantsd warm, `--no-local-cache` so mypy really runs), for each backend:
+  cold (its mypy cache deleted), no-change rerun, one leaf-module body edit, one core-module body
+  edit (the module most others import).
+Part 2, shim overhead: mypy with a warm cache and nothing changed, through the cacheplug shim
+  (setup + commit, outside Pants) vs the same mypy run directly on its own warm cache dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cacheplug_tests.mypykit import Project, mypy_argv, run_mypy
+from cacheplug_tests.storekit import make_sandbox
+from cacheplug_tests.pants_repo import PantsRepo
+
+BACKENDS = {
+    "builtin": ("pants.backend.python.typecheck.mypy", "mypy_cache"),
+    "cacheplug": ("cacheplug.mypy", "cacheplug"),
+}
+SCENARIOS = ["cold", "no-change", "leaf edit", "core edit"]
+
+
+def leaf_and_core(project: Project) -> tuple[str, str]:
+    importers = {name: 0 for name in project.modules}
+    for m in project.modules.values():
+        for d in m.deps:
+            importers[d] += 1
+    leaf = max((n for n, c in importers.items() if c == 0), key=lambda n: int(n[1:]))
+    core = max(importers, key=lambda n: importers[n])
+    return leaf, core
+
+
+def timed(repo: PantsRepo) -> float:
+    # pantsd memoizes a process whose inputs did not change, even with --no-local-cache: a
+    # one-line module that changes every run makes mypy really run, in both backends alike.
+    timed.runs = getattr(timed, "runs", 0) + 1  # type: ignore[attr-defined]
+    repo.write({"src/bench_nonce.py": f"RUN = {timed.runs}\n"})  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    result = repo.run("--no-local-cache", "check", "::", pantsd=True)
+    elapsed = time.perf_counter() - start
+    if result.exit_code not in (0, 1):
+        sys.exit(f"pants check failed ({result.exit_code}):\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def stop_pantsd(repo: PantsRepo) -> None:
+    for pid_file in glob.glob(str(repo.root / ".pids/**/pantsd/pid"), recursive=True):
+        try:
+            os.kill(int(Path(pid_file).read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+
+
+def bench_pants(n: int, repeats: int, work: Path) -> dict[str, dict[str, list[float]]]:
+    times: dict[str, dict[str, list[float]]] = {b: {s: [] for s in SCENARIOS} for b in BACKENDS}
+    repos = {}
+    for backend, (package, _) in BACKENDS.items():
+        repos[backend] = PantsRepo(
+            work / backend,
+            backends=["pants.backend.python", package],
+            extra_toml='[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n',
+        )
+    try:
+        for rep in range(repeats):
+            project = Project.generate(n, random.Random(rep))
+            leaf, core = leaf_and_core(project)
+            for backend, repo in repos.items():  # interleaved: both see the same machine load
+                shutil.rmtree(repo.root / "src", ignore_errors=True)
+                repo.write({"src/BUILD": "python_sources()\n", **project.render()})
+                timed(repo)  # warms pantsd and builds the tool PEXes; not measured
+                shutil.rmtree(repo.named_caches / BACKENDS[backend][1], ignore_errors=True)
+                times[backend]["cold"].append(timed(repo))
+                times[backend]["no-change"].append(timed(repo))
+                for scenario, module in (("leaf edit", leaf), ("core edit", core)):
+                    project.modules[module].body += 1
+                    repo.write(project.render())
+                    times[backend][scenario].append(timed(repo))
+                    project.modules[module].body -= 1
+                print(f"  repeat {rep + 1}/{repeats} {backend}: "
+                      + ", ".join(f"{s} {times[backend][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
+    finally:
+        for repo in repos.values():
+            stop_pantsd(repo)
+    return times
+
+
+def bench_shim(n: int, repeats: int, work: Path, version: str) -> tuple[list[float], list[float]]:
+    """Warm no-change mypy, as Pants runs it (fresh sandbox, sources with new mtimes), timed from
+    process start to exit: through the shim (setup + mypy + commit) vs mypy alone on a private
+    warm copy of the same cache, with the same flags. Alternating, `repeats`*3 times each."""
+    files = Project.generate(n, random.Random(0)).render()
+    named_cache = work / "shim" / "named_caches" / "cacheplug"
+    run_mypy(named_cache, files, version)  # warms the shared cache
+    spec, argv = mypy_argv(version, files)
+    warm = work / "warm-cache"
+    shim, direct = [], []
+    for i in range(repeats * 3 + 1):
+        sandbox = make_sandbox(named_cache, argv, files, spec=spec)
+        start = time.perf_counter()
+        subprocess.run(["bash", ".cacheplug/shim.sh"], cwd=sandbox, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - start
+        if i == 0:  # the first run after warming: keep its cache as the direct runs' warm copy
+            shutil.copytree(sandbox / ".cacheplug/cache", warm)
+        else:
+            shim.append(elapsed)
+        shutil.rmtree(sandbox)
+        plain = work / "plain"
+        for rel, text in files.items():
+            (plain / rel).parent.mkdir(parents=True, exist_ok=True)
+            (plain / rel).write_text(text)
+        shutil.copytree(warm, plain / ".cacheplug/cache")
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=plain, stdout=subprocess.DEVNULL)
+        if i:
+            direct.append(time.perf_counter() - start)
+        shutil.rmtree(plain)
+    return shim, direct
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mypy", default="1.19.1", help="mypy version for the shim-overhead part")
+    parser.add_argument("--skip-pants", action="store_true", help="only the shim-overhead part")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cacheplug-bench-"))
+    print(f"project: {args.modules} modules; repeats: {args.repeats}; work dir {work}", flush=True)
+    try:
+        shim, direct = bench_shim(args.modules, args.repeats, work, args.mypy)
+        med = statistics.median
+        print(f"\nshim overhead, warm no-change mypy {args.mypy} (median of {len(shim)}):")
+        print(f"  through the shim {med(shim):.2f}s, direct {med(direct):.2f}s, ratio {med(shim) / med(direct):.3f}"
+              " (target <= 1.05)")
+        if args.skip_pants:
+            return
+        times = bench_pants(args.modules, args.repeats, work)
+        print(f"\npants check, pantsd warm, --no-local-cache, Pants' default mypy (median of {args.repeats}):")
+        print(f"  {'scenario':<10} {'builtin':>9} {'cacheplug':>10} {'cacheplug/builtin':>18}")
+        for s in SCENARIOS:
+            a, b = med(times["builtin"][s]), med(times["cacheplug"][s])
+            print(f"  {s:<10} {a:>8.1f}s {b:>9.1f}s {b / a:>18.2f}")
+        print("  targets: leaf edit cacheplug/builtin <= 0.8")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
