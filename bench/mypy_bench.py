@@ -58,8 +58,10 @@ def timed(repo: PantsRepo) -> float:
     start = time.perf_counter()
     result = repo.run("--no-local-cache", "check", "::", pantsd=True)
     elapsed = time.perf_counter() - start
-    if result.exit_code not in (0, 1):
+    if result.exit_code not in (0, 1) or "✕ mypy failed" not in result.stderr + result.stdout and result.exit_code:
         sys.exit(f"pants check failed ({result.exit_code}):\n{result.stderr[-3000:]}")
+    if "cacheplug" in str(repo.root.name) and ("mypy cache [" not in result.stderr or "cache unavailable" in result.stderr):
+        sys.exit(f"cacheplug's cache was not used:\n{result.stderr[-3000:]}")
     return elapsed
 
 

@@ -37,6 +37,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -125,6 +126,11 @@ def _unique_tmp(directory: str) -> str:
 
 def open_scope(scope: str) -> str:
     """Create the scope dir private to this user; refuse one that is a symlink or not ours."""
+    root = os.path.dirname(os.path.dirname(scope))  # the named cache: Pants' symlink in the sandbox
+    if os.path.islink(root) and not os.path.exists(root):
+        # Pants creates a named cache's directory once per process (pantsd lives long); if it was
+        # deleted since (rm -rf, a prune), recreate it rather than run cold until pantsd restarts.
+        os.makedirs(os.path.join(os.path.dirname(root), os.readlink(root)), mode=0o700, exist_ok=True)
     os.makedirs(scope, mode=0o700, exist_ok=True)
     for sub in ("", "entries", "objects"):
         path = os.path.join(scope, sub)
@@ -210,7 +216,8 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
 # --- setup: seed the sandbox ---------------------------------------------------------------------
 
 
-def _materialize(src: str, dest: str, obj: str, size: int, copy: bool) -> None:
+def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set) -> bytes:
+    """Link (or copy) a verified object to `dest`; return its content."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
@@ -218,35 +225,37 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool) -> None:
             raise ValueError(f"object {obj[:12]} is not a file or has the wrong size")
         # Verify the content: a flipped bit, or a tool that wrote through a hardlink (root ignores
         # the objects' read-only mode), must be a miss, never a wrong input for the tool.
-        h = hashlib.sha256()
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-        if h.hexdigest() != obj:
+        content = f.read()
+        if hashlib.sha256(content).hexdigest() != obj:
             raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if not copy:
-            try:
-                os.link(src, dest, follow_symlinks=False)
-                if os.lstat(dest).st_ino == st.st_ino:
-                    return
-                os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
-                    raise
-        # A private copy, for files the tool changes in place (or across filesystems).
-        f.seek(0)
-        with open(dest, "xb") as fdst:
-            shutil.copyfileobj(f, fdst)
+    directory = os.path.dirname(dest)
+    if directory not in made:
+        os.makedirs(directory, exist_ok=True)
+        made.add(directory)
+    if not copy:
+        try:
+            os.link(src, dest, follow_symlinks=False)
+            if os.lstat(dest).st_ino == st.st_ino:
+                return content
+            os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
+                raise
+    # A private copy, for files the tool changes in place (or across filesystems).
+    with open(dest, "xb") as fdst:
+        fdst.write(content)
+    return content
 
 
-def _withheld(dest: str, rels: List[str], withhold: List[Tuple[str, str]]) -> bool:
+def _withheld(contents: Dict[str, bytes], withhold: List[Tuple[str, str]]) -> bool:
     """True if a file of the group is a JSON object with a truthy `key` (see --withhold)."""
-    for rel in rels:
+    for rel, content in contents.items():
         for glob, key in withhold:
             if fnmatch.fnmatch(rel, glob):
+                if re.search(rb'"%s":\s*(\[\s*\]|false|null|0|"")[,}]' % re.escape(key.encode()), content):
+                    continue  # the common case, without parsing: empty or false
                 try:
-                    with open(os.path.join(dest, rel), "rb") as f:
-                        record = json.load(f)
+                    record = json.loads(content)
                 except ValueError:
                     return True  # not the JSON we expect: do not trust it either
                 if isinstance(record, dict) and record.get(key):
@@ -256,10 +265,11 @@ def _withheld(dest: str, rels: List[str], withhold: List[Tuple[str, str]]) -> bo
 
 def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]], report: Report) -> None:
     """Give the tool a private copy of the cache at `dest`, and record what it was given."""
-    seeded: Dict[str, List[int]] = {}  # relpath -> [ino, size, mtime_ns] as given to the tool
+    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object] as given to the tool
     groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
     generation = 0
     os.makedirs(dest, exist_ok=True)
+    made = {dest}  # directories created in dest
     try:
         open_scope(scope)
         generation = read_generation(scope)
@@ -274,11 +284,12 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 report.warn(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
                 continue
             done = []
+            contents = {}
             try:
                 for rel, (obj, size) in files.items():
                     target = os.path.join(dest, rel)
                     copy = any(fnmatch.fnmatch(rel, g) for g in copy_globs)
-                    _materialize(object_path(scope, obj), target, obj, size, copy)
+                    contents[rel] = _materialize(object_path(scope, obj), target, obj, size, copy, made)
                     done.append(rel)
                     fault("setup-file")
             except (OSError, ValueError) as e:
@@ -288,7 +299,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
                     report.warn(f"ignored cache group {group!r}: {e}")
                 continue
-            if withhold and _withheld(dest, done, withhold):
+            if withhold and _withheld(contents, withhold):
                 for rel in done:
                     _unlink_quietly(os.path.join(dest, rel))
                 report.data["withheld"] = report.data.get("withheld", 0) + 1
@@ -307,12 +318,21 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
 
 
 def _same_json(path: str, stored: str, keys: List[str]) -> bool:
-    """True if two JSON files are equal but for the values of `keys`."""
+    """True if two JSON files are equal but for the values of `keys` (top-level)."""
     try:
         with open(path, "rb") as f:
-            new = json.load(f)
-        old = json.loads(_read_nofollow(stored))
-    except (OSError, ValueError):
+            new_bytes = f.read()
+        old_bytes = _read_nofollow(stored)
+    except OSError:
+        return False
+    # Fast path, no parsing: equal once each key's number is blanked out. A nested key of the
+    # same name could be blanked too, so this only ever says "same" for numbers of that name.
+    blank = lambda b: re.sub(rb'"(%s)":\s*-?[0-9.eE+-]+' % b"|".join(re.escape(k.encode()) for k in keys), rb'"\1":0', b)
+    if blank(new_bytes) == blank(old_bytes):
+        return True
+    try:
+        new, old = json.loads(new_bytes), json.loads(old_bytes)
+    except ValueError:
         return False
     if not (isinstance(new, dict) and isinstance(old, dict)):
         return False

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -247,3 +248,15 @@ def test_rewrites_that_change_only_volatile_keys_or_nothing_are_not_committed(na
     assert rewrite({"hash": 2, "mtime": 3}, "d2")["written"] == 1  # the data changed
     groups, problems = check_scope(scope_path(named_cache, spec), group_problem=lambda files: None)
     assert problems == [] and json.loads(groups["a"]["a.meta.json"]) == {"hash": 2, "mtime": 3}
+
+
+def test_a_named_cache_deleted_under_a_running_pantsd_is_recreated(named_cache: Path) -> None:
+    sources = {"m0": "def a\n"}
+    run_fake(named_cache, sources)
+    # Pants made the directory once and keeps handing out symlinks to it.
+    sandbox = make_sandbox(named_cache, [sys.executable, str(Path(__file__).with_name("faketool.py")), FAKE_SPEC.sandbox_dir, "src"],
+                           {"src/m0.mod": sources["m0"]})
+    shutil.rmtree(named_cache)
+    run = finish(sandbox, start(sandbox))
+    assert run.exit_code == 0 and run.report["warnings"] == [] and run.report["written"] == 1
+    assert run_fake(named_cache, sources).report["reused"] == 1
