@@ -47,6 +47,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 FORMAT = 1
 TMP_PREFIX = ".cacheplug-tmp."
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
 #   "kill:<point>:<n>"  SIGKILL this process the n-th time it reaches fault(<point>);
@@ -207,7 +208,7 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
         if not (is_safe_relpath(rel) and group_of(rel, by_stem) == group):
             raise ValueError(f"file {rel!r} does not belong to group {group!r}")
         obj, size = value
-        if not (isinstance(obj, str) and len(obj) == 64 and all(c in "0123456789abcdef" for c in obj)):
+        if not (isinstance(obj, str) and HEX64.fullmatch(obj)):
             raise ValueError("bad object name")
         result[rel] = (obj, int(size))
     return group, result
@@ -348,25 +349,29 @@ def _changed_groups(
     would cost every run a commit per module for nothing."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
+    prefix = len(dest.rstrip("/")) + 1
     for root, dirs, names in os.walk(dest):
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
         for name in names:
             path = os.path.join(root, name)
-            rel = os.path.relpath(path, dest)
+            rel = path[prefix:]
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel):
                 continue  # symlinks and odd names are never committed
             group = group_of(rel, by_stem)
             current.setdefault(group, {})[rel] = path
             before = seeded.get(rel)
-            if before is not None and before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+            if before is None:
+                dirty.add(group)
                 continue
-            if before is not None and before[1] == st.st_size and _sha256(path) == before[3]:
-                continue  # rewritten with the same bytes
+            if before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                continue  # the file the tool was given
             keys = [k for glob, ks in volatile if fnmatch.fnmatch(rel, glob) for k in ks]
-            if before is not None and keys and _same_json(path, object_path(scope, before[3]), keys):
-                continue
-            dirty.add(group)
+            if keys:
+                if not _same_json(path, object_path(scope, before[3]), keys):
+                    dirty.add(group)
+            elif before[1] != st.st_size or _sha256(path) != before[3]:
+                dirty.add(group)  # not just rewritten with the same bytes
     for rel in seeded:  # a file the tool removed from a group it kept
         group = group_of(rel, by_stem)
         if group in current and rel not in current[group]:
