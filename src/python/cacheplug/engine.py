@@ -211,7 +211,10 @@ async def read_cache_report(request: CacheReportRequest, run_id: RunId) -> Cache
     contents = await Get(
         DigestContents, DigestSubset(request.result.output_digest, PathGlobs([REPORT_PATH]))
     )
-    data = json.loads(contents[0].content) if contents else {"warnings": ["the cache shim left no report"]}
+    try:
+        data = json.loads(contents[0].content) if contents else {"warnings": ["the cache shim left no report"]}
+    except ValueError:  # store.py writes it atomically; still, never fail the build over it
+        data = {"warnings": ["the cache shim's report is unreadable"]}
     source = request.result.metadata.source(run_id)
     return CacheReport(
         reused=int(data.get("reused", 0)),

@@ -8,9 +8,9 @@ Layout of one cache scope (a directory inside the Pants named cache):
 
     objects/ab/<sha256>   immutable file contents, content-addressed; never modified once there
     entries/ab/<sha256 of the group name>
-                          one JSON record per *group* of tool files: {"group": g, "files":
-                          {relpath: [object, size]}}. A group is the files that must travel
-                          together (mypy's <module>.meta.json + .data.json + ...).
+                          one JSON record per *group* of tool files: {"format": F, "scope": s,
+                          "group": g, "files": {relpath: [object, size]}}. A group is the files
+                          that must travel together (mypy's <module>.meta.json + .data.json).
     lock                  flock(2) lock file serializing commits
     generation            a counter, bumped by every commit
 
@@ -45,24 +45,32 @@ import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-FORMAT = 1
+FORMAT = 2  # 2: records name their scope
 TMP_PREFIX = ".cacheplug-tmp."
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
-#   "kill:<point>:<n>"  SIGKILL this process the n-th time it reaches fault(<point>);
-#   "nolock"            skip flock entirely, to prove correctness does not depend on the lock.
+#   "kill:<point>:<n>"    SIGKILL this process the n-th time it reaches fault(<point>);
+#   "enospc:<point>:<n>"  fail with ENOSPC (disk full) there instead;
+#   "nolock"              skip flock entirely, to prove correctness does not depend on the lock;
+#   "euid:<n>"            act as user n, to test caches owned by another user without root.
+# CACHEPLUG_FAULT_LOG=path: append "<point>" there when a kill or enospc fault fires.
 FAULT = os.environ.get("CACHEPLUG_FAULT", "")
 _fault_hits: Dict[str, int] = {}
+EUID = int(FAULT[5:]) if FAULT.startswith("euid:") else os.geteuid()
 
 
 def fault(point: str) -> None:
-    if FAULT.startswith("kill:"):
-        _, target, n = FAULT.split(":")
-        if target == point:
-            _fault_hits[point] = _fault_hits.get(point, 0) + 1
-            if _fault_hits[point] == int(n):
+    kind, _, rest = FAULT.partition(":")
+    if kind in ("kill", "enospc") and rest.rpartition(":")[0] == point:
+        _fault_hits[point] = _fault_hits.get(point, 0) + 1
+        if _fault_hits[point] == int(rest.rpartition(":")[2]):
+            if os.environ.get("CACHEPLUG_FAULT_LOG"):
+                with open(os.environ["CACHEPLUG_FAULT_LOG"], "a") as log:
+                    log.write(f"{point}\n")
+            if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (injected at {point})")
 
 
 class Report:
@@ -82,8 +90,7 @@ class Report:
         self.data["warnings"].append(message)
 
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.data, f)
+        write_atomically(path, json.dumps(self.data).encode())  # killed midway: the old report
 
 
 # --- naming --------------------------------------------------------------------------------------
@@ -125,6 +132,27 @@ def _unique_tmp(directory: str) -> str:
 # --- the scope directory -------------------------------------------------------------------------
 
 
+_checked_dirs: set = set()
+
+
+def own_dir(path: str, create: bool = True) -> str:
+    """`path`, a real directory owned by us, made private (0700) if we create it. A symlink planted
+    here (pointing outside the cache) is refused, never followed, for reads and writes alike."""
+    if path not in _checked_dirs:
+        if create:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path} is not a directory (a symlink?); not using it")
+        if st.st_uid != EUID:
+            raise OSError(f"{path} is owned by uid {st.st_uid}, not by us; not using it")
+        _checked_dirs.add(path)
+    return path
+
+
 def open_scope(scope: str) -> str:
     """Create the scope dir private to this user; refuse one that is a symlink or not ours."""
     root = os.path.dirname(os.path.dirname(scope))  # the named cache: Pants' symlink in the sandbox
@@ -132,38 +160,26 @@ def open_scope(scope: str) -> str:
         # Pants creates a named cache's directory once per process (pantsd lives long); if it was
         # deleted since (rm -rf, a prune), recreate it rather than run cold until pantsd restarts.
         os.makedirs(os.path.join(os.path.dirname(root), os.readlink(root)), mode=0o700, exist_ok=True)
-    os.makedirs(scope, mode=0o700, exist_ok=True)
-    for sub in ("", "entries", "objects"):
-        path = os.path.join(scope, sub)
-        if sub:
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                pass
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise OSError(f"{path} is not a directory (a symlink?); not using this cache")
-        if st.st_uid != os.geteuid():
-            raise OSError(f"{path} is owned by uid {st.st_uid}, not by us; not using this cache")
+    own_dir(os.path.dirname(scope))  # the tool's directory
+    for path in (scope, os.path.join(scope, "entries"), os.path.join(scope, "objects")):
+        own_dir(path)
     return scope
 
 
 def read_generation(scope: str) -> int:
     try:
-        with open(os.path.join(scope, "generation")) as f:
-            return int(f.read().strip() or 0)
+        return int(_read_nofollow(os.path.join(scope, "generation")).strip() or 0)
     except (OSError, ValueError):
         return 0
 
 
-def write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes, point: str = "") -> None:
     """Write `path` whole or not at all: a unique temp file in the same dir, then rename(2)."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = _unique_tmp(directory)
+    tmp = _unique_tmp(os.path.dirname(path))
     try:
         with open(tmp, "xb") as f:
             f.write(data)
+            fault(point)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
@@ -187,7 +203,11 @@ def iter_entries(scope: str) -> Iterator[str]:
     entries = os.path.join(scope, "entries")
     for shard in sorted(os.listdir(entries)):
         shard_dir = os.path.join(entries, shard)
-        if os.path.isdir(shard_dir) and not os.path.islink(shard_dir):
+        try:
+            own_dir(shard_dir, create=False)
+        except OSError:
+            continue  # not a directory of ours: nothing in it is used
+        else:
             for name in sorted(os.listdir(shard_dir)):
                 if not name.startswith(TMP_PREFIX):
                     yield os.path.join(shard_dir, name)
@@ -198,10 +218,13 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
     record = json.loads(_read_nofollow(path))
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError("unknown record format")
+    scope = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    if record.get("scope") != os.path.basename(scope):
+        raise ValueError("record of another cache scope")
     group, files = record.get("group"), record.get("files")
     if not isinstance(group, str) or not is_safe_relpath(group) or not isinstance(files, dict):
         raise ValueError("bad group name")
-    if entry_path(os.path.dirname(os.path.dirname(os.path.dirname(path))), group) != path:
+    if entry_path(scope, group) != path:
         raise ValueError("record stored under the wrong name")
     result = {}
     for rel, value in files.items():
@@ -219,6 +242,7 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
 
 def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set) -> bytes:
     """Link (or copy) a verified object to `dest`; return its content."""
+    own_dir(os.path.dirname(src), create=False)
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
@@ -312,7 +336,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
             report.data["reused"] += 1
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
-    write_atomically(manifest, json.dumps({"generation": generation, "files": seeded, "groups": groups}).encode())
+    write_atomically(manifest, json.dumps({"generation": generation, "files": seeded, "groups": groups}).encode(), "write-manifest")
 
 
 # --- commit: merge the tool's writes back --------------------------------------------------------
@@ -395,14 +419,13 @@ def _store_object(scope: str, path: str) -> Tuple[str, int]:
     # Always (re)place the object, even if one of that name exists: it may be the corrupt copy
     # that made this run miss, and replacing identical content is harmless to readers (they hold
     # their own links to the old inode).
-    directory = os.path.dirname(final)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = _unique_tmp(directory)
+    tmp = _unique_tmp(own_dir(os.path.dirname(final)))
     try:
         try:
             os.link(path, tmp)  # the sandbox is discarded after the run: share its inode
         except OSError:
             shutil.copyfile(path, tmp)
+        fault("write-object")
         os.chmod(tmp, 0o400)  # objects are immutable: a tool writing through a hardlink fails loudly
         os.replace(tmp, final)
     except BaseException:
@@ -453,7 +476,8 @@ def commit(
         for rel, path in sorted(files.items()):
             stored[rel] = list(_store_object(scope, path))
             fault("commit-object")
-        records[group] = json.dumps({"format": FORMAT, "group": group, "files": stored}, sort_keys=True).encode()
+        record = {"format": FORMAT, "scope": os.path.basename(scope), "group": group, "files": stored}
+        records[group] = json.dumps(record, sort_keys=True).encode()
 
     fd = _lock(scope, timeout, report)
     if fd is None:
@@ -469,7 +493,9 @@ def commit(
             return
         fault("commit-locked")
         for group, data in records.items():
-            write_atomically(entry_path(scope, group), data)
+            path = entry_path(scope, group)
+            own_dir(os.path.dirname(path))
+            write_atomically(path, data, "write-record")
             report.data["written"] += 1
             fault("commit-record")
         for group in deleted:
@@ -480,7 +506,7 @@ def commit(
                     report.data["deleted"] += 1
             except FileNotFoundError:
                 pass
-        write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode())
+        write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 

@@ -4,11 +4,10 @@ temp repo (no pantsd, private caches), Pants' default mypy."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
 import pytest
 
 from cacheplug_tests.pants_repo import PantsRepo
+from cacheplug_tests.reliability import BAD_OPTION_VALUES
 
 GOOD = "def double(x: int) -> int:\n    return x * 2\n"
 BAD = 'from app.good import double\n\n\ndef name() -> int:\n    return "not an int" + str(double(1))\n'
@@ -69,14 +68,7 @@ def test_read_only_commits_nothing(repo: PantsRepo) -> None:
     assert _cache_line(result.stderr)["written"] == 0
 
 
-@pytest.mark.parametrize(
-    "flag, expected",
-    [
-        ("--mypy-shared-cache=sometimes", ["--shared-cache in scope 'mypy'", "sometimes", "read-write, read-only, off"]),
-        ("--cacheplug-lock-timeout=-1", ["[cacheplug].lock_timeout", "-1", ">= 0"]),
-        ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
-    ],
-)
+@pytest.mark.parametrize("flag, expected", BAD_OPTION_VALUES)
 def test_bad_option_values_name_the_option_and_what_is_allowed(repo: PantsRepo, flag: str, expected: list[str]) -> None:
     result = repo.run(flag, "check", "::")
     assert result.exit_code != 0

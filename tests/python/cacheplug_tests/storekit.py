@@ -26,6 +26,7 @@ from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, s
 
 FAKETOOL = str(Path(__file__).with_name("faketool.py"))
 FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), group_by_stem=True, commit_exit_codes=(0, 1))
+FAKE_ARGV = [sys.executable, FAKETOOL, FAKE_SPEC.sandbox_dir, "src"]
 BUILD_ROOT = "/buildroot"  # any fixed string: the scope hash only needs to be stable
 
 
@@ -47,10 +48,11 @@ def make_sandbox(
     files: dict[str, str] | None = None,
     spec: CacheSpec = FAKE_SPEC,
     lock_timeout: float = 30.0,
+    sandbox_parent: Path | None = None,
 ) -> Path:
     """A fresh sandbox that runs `argv` through the shim against `named_cache`."""
     named_cache.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=named_cache.parent))
+    root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=sandbox_parent or named_cache.parent))
     for rel, content in (files or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
@@ -86,11 +88,16 @@ def finish(sandbox: Path, proc: subprocess.Popen) -> Run:
     return Run(proc.returncode, stdout, report)
 
 
-def run_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw: Any) -> Run:
-    """One faketool run through the shim on `sources` ({module: text})."""
+def start_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw: Any) -> tuple[Path, subprocess.Popen]:
+    """Start one faketool run through the shim on `sources` ({module: text})."""
     files = {f"src/{m}.mod": text for m, text in sources.items()}
-    sandbox = make_sandbox(named_cache, [sys.executable, FAKETOOL, FAKE_SPEC.sandbox_dir, "src"], files, **kw)
-    return finish(sandbox, start(sandbox, env))
+    sandbox = make_sandbox(named_cache, FAKE_ARGV, files, **kw)
+    return sandbox, start(sandbox, env)
+
+
+def run_fake(named_cache: Path, sources: dict[str, str], env: dict[str, str] | None = None, **kw: Any) -> Run:
+    """One faketool run through the shim on `sources`, to the end."""
+    return finish(*start_fake(named_cache, sources, env, **kw))
 
 
 def run_cold(sources: dict[str, str]) -> Run:
@@ -116,6 +123,14 @@ def fake_group_problem(files: dict[str, bytes]) -> str | None:
     if meta["src"] != hashlib.sha256(json.dumps(data["src"], sort_keys=True).encode()).hexdigest():
         return "torn: meta and data come from different sources"
     return None
+
+
+def same_as_cold(run: Run, sources: dict[str, str]) -> str | None:
+    """None if `run` gave what a cold run gives on `sources`, else what differs."""
+    cold = run_cold(sources)
+    if (run.exit_code, run.stdout) == (cold.exit_code, cold.stdout):
+        return None
+    return f"exit {run.exit_code} (cold: {cold.exit_code}), output {run.stdout[:200]!r} (cold: {cold.stdout[:200]!r})"
 
 
 def check_scope(scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem) -> tuple[dict[str, dict[str, bytes]], list[str]]:
