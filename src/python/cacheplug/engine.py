@@ -215,13 +215,16 @@ async def read_cache_report(request: CacheReportRequest, run_id: RunId) -> Cache
         data = json.loads(contents[0].content) if contents else {"warnings": ["the cache shim left no report"]}
     except ValueError:  # store.py writes it atomically; still, never fail the build over it
         data = {"warnings": ["the cache shim's report is unreadable"]}
+    warnings = [str(w) for w in data.get("warnings", ())]
+    if data.get("warnings_dropped"):
+        warnings.append(f"... and {data['warnings_dropped']} more warnings like these")
     source = request.result.metadata.source(run_id)
     return CacheReport(
         reused=int(data.get("reused", 0)),
         written=int(data.get("written", 0)),
         skipped=int(data.get("skipped", 0)),
         lock_wait_ms=int(data.get("lock_wait_ms", 0)),
-        warnings=tuple(data.get("warnings", ())),
+        warnings=tuple(warnings),
         from_process_cache=source != ProcessResultMetadata.Source.RAN,
     )
 

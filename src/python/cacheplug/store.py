@@ -48,6 +48,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 FORMAT = 2  # 2: records name their scope
 TMP_PREFIX = ".cacheplug-tmp."
 HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_ENTRY_WARNINGS = 5  # per run; the rest are counted
 
 # Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
 #   "kill:<point>:<n>"    SIGKILL this process the n-th time it reaches fault(<point>);
@@ -88,6 +89,15 @@ class Report:
 
     def warn(self, message: str) -> None:
         self.data["warnings"].append(message)
+
+    def warn_entry(self, message: str) -> None:
+        """A warning about one cache entry: a cache damaged throughout (or written by an older
+        cacheplug) would give one per entry, so only the first few are kept, the rest counted."""
+        self.data["entry_warnings"] = self.data.get("entry_warnings", 0) + 1
+        if self.data["entry_warnings"] <= MAX_ENTRY_WARNINGS:
+            self.warn(message)
+        else:
+            self.data["warnings_dropped"] = self.data.get("warnings_dropped", 0) + 1
 
     def save(self, path: str) -> None:
         write_atomically(path, json.dumps(self.data).encode())  # killed midway: the old report
@@ -306,7 +316,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 continue  # replaced or deleted since listdir: a miss
             except (OSError, ValueError, TypeError, KeyError) as e:
                 report.data["skipped"] += 1
-                report.warn(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
+                report.warn_entry(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
                 continue
             done = []
             contents = {}
@@ -322,7 +332,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                     _unlink_quietly(os.path.join(dest, rel))
                 report.data["skipped"] += 1
                 if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
-                    report.warn(f"ignored cache group {group!r}: {e}")
+                    report.warn_entry(f"ignored cache group {group!r}: {e}")
                 continue
             if withhold and _withheld(contents, withhold):
                 for rel in done:

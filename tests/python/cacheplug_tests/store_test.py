@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cacheplug import store
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import (
     FAKE_ARGV,
@@ -22,6 +23,7 @@ from cacheplug_tests.storekit import (
     make_sandbox,
     run_cold,
     run_fake,
+    same_as_cold,
     scope_path,
     start,
 )
@@ -96,3 +98,14 @@ def test_a_named_cache_deleted_under_a_running_pantsd_is_recreated(named_cache: 
     run = finish(sandbox, start(sandbox))
     assert run.exit_code == 0 and run.report["warnings"] == [] and run.report["written"] == 1
     assert run_fake(named_cache, sources).report["reused"] == 1
+
+
+def test_warnings_about_many_bad_entries_are_capped(named_cache: Path) -> None:
+    sources = fakeproject.generate(20, random.Random(3))
+    run_fake(named_cache, sources)
+    for record in scope_path(named_cache).glob("entries/*/*"):
+        record.write_bytes(b"not a record")
+    run = run_fake(named_cache, sources)
+    assert same_as_cold(run, sources) is None
+    assert len(run.report["warnings"]) == store.MAX_ENTRY_WARNINGS
+    assert run.report["warnings_dropped"] == len(sources) - store.MAX_ENTRY_WARNINGS
