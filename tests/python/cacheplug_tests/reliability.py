@@ -164,12 +164,15 @@ def crashes(named_cache: Path, kills: int, seed: int = 0) -> Outcome:
                     time.sleep(0.002)
             else:
                 time.sleep(rng.uniform(0, run_time * 1.2))
-            if proc.poll() is not None:
-                finish(sandbox, proc)
-                continue  # finished before the kill
+            if proc.poll() is not None:  # finished before the kill
+                out.expect_cold(finish(sandbox, proc), sources, "a run that finished before its kill")
+                continue
             started = (sandbox / "started").exists()
             os.killpg(proc.pid, signal.SIGKILL)
-            out.expect(finish(sandbox, proc).exit_code == -signal.SIGKILL, "an external kill -9 did not kill the run")
+            run = finish(sandbox, proc)
+            if run.exit_code != -signal.SIGKILL:  # it exited just before the kill
+                out.expect_cold(run, sources, "a run that exited as it was killed")
+                continue
             phases["tool (external)" if in_tool else ("tool or commit (external, random time)" if started else "setup (external, random time)")] += 1
         out.tried += 1
         out.expect_intact(scope, f"after kill {out.tried}")
