@@ -34,6 +34,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -205,8 +206,15 @@ def _unlink_quietly(path: str) -> None:
 
 def _read_nofollow(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+    try:
+        chunks: List[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def iter_entries(scope: str) -> Iterator[str]:
@@ -250,19 +258,21 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
 # --- setup: seed the sandbox ---------------------------------------------------------------------
 
 
-def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set) -> bytes:
-    """Link (or copy) a verified object to `dest`; return its content."""
+def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set) -> Tuple[bytes, os.stat_result]:
+    """Link (or copy) a verified object to `dest`; return its content and dest's lstat."""
     own_dir(os.path.dirname(src), create=False)
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             raise ValueError(f"object {obj[:12]} is not a file or has the wrong size")
         # Verify the content: a flipped bit, or a tool that wrote through a hardlink (root ignores
         # the objects' read-only mode), must be a miss, never a wrong input for the tool.
-        content = f.read()
-        if hashlib.sha256(content).hexdigest() != obj:
-            raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
+        content = os.read(fd, size + 1)  # one call (no file object: this runs per cached file)
+    finally:
+        os.close(fd)
+    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
+        raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
     directory = os.path.dirname(dest)
     if directory not in made:
         os.makedirs(directory, exist_ok=True)
@@ -270,8 +280,9 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set
     if not copy:
         try:
             os.link(src, dest, follow_symlinks=False)
-            if os.lstat(dest).st_ino == st.st_ino:
-                return content
+            linked = os.lstat(dest)
+            if linked.st_ino == st.st_ino:
+                return content, linked
             os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
@@ -279,7 +290,7 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set
     # A private copy, for files the tool changes in place (or across filesystems).
     with open(dest, "xb") as fdst:
         fdst.write(content)
-    return content
+    return content, os.lstat(dest)
 
 
 def _withheld(contents: Dict[str, bytes], withhold: List[Tuple[str, str]]) -> bool:
@@ -320,11 +331,12 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 continue
             done = []
             contents = {}
+            stats = {}
             try:
                 for rel, (obj, size) in files.items():
                     target = os.path.join(dest, rel)
                     copy = any(fnmatch.fnmatch(rel, g) for g in copy_globs)
-                    contents[rel] = _materialize(object_path(scope, obj), target, obj, size, copy, made)
+                    contents[rel], stats[rel] = _materialize(object_path(scope, obj), target, obj, size, copy, made)
                     done.append(rel)
                     fault("setup-file")
             except (OSError, ValueError) as e:
@@ -340,7 +352,7 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
                 report.data["withheld"] = report.data.get("withheld", 0) + 1
                 continue
             for rel in done:
-                st = os.lstat(os.path.join(dest, rel))
+                st = stats[rel]
                 seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0]]
             groups[group] = entry_ino
             report.data["reused"] += 1
@@ -350,6 +362,12 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
 
 
 # --- commit: merge the tool's writes back --------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _number_of(keys: Tuple[str, ...]) -> "re.Pattern[bytes]":
+    """Matches `"key": <number>` for any of `keys`."""
+    return re.compile(rb'"(%s)":\s*-?[0-9.eE+-]+' % b"|".join(re.escape(k.encode()) for k in keys))
 
 
 def _same_json(path: str, stored: str, keys: List[str]) -> bool:
@@ -362,8 +380,8 @@ def _same_json(path: str, stored: str, keys: List[str]) -> bool:
         return False
     # Fast path, no parsing: equal once each key's number is blanked out. A nested key of the
     # same name could be blanked too, so this only ever says "same" for numbers of that name.
-    blank = lambda b: re.sub(rb'"(%s)":\s*-?[0-9.eE+-]+' % b"|".join(re.escape(k.encode()) for k in keys), rb'"\1":0', b)
-    if blank(new_bytes) == blank(old_bytes):
+    pattern = _number_of(tuple(keys))
+    if pattern.sub(rb'"\1":0', new_bytes) == pattern.sub(rb'"\1":0', old_bytes):
         return True
     try:
         new, old = json.loads(new_bytes), json.loads(old_bytes)
