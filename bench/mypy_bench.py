@@ -9,7 +9,8 @@ medians and ratios (the machine is shared: absolute times are noise, ratios are 
 
 Part 1, inside Pants (pantsd warm, `--no-local-cache` so mypy really runs), for each backend:
   cold (its mypy cache deleted), no-change rerun, one leaf-module body edit, one core-module body
-  edit (the module most others import).
+  edit (the module most others import); and the same four with plain mypy outside Pants, in one
+  directory with its own persistent cache (the floor: no sandbox, no Pants).
 Part 2, shim overhead: mypy with a warm cache and nothing changed, through the cacheplug shim
   (setup + commit, outside Pants) vs the same mypy run directly on its own warm cache dir.
 """
