@@ -112,7 +112,21 @@ class CacheReport:
 
 
 def scope_hash(spec: CacheSpec, build_root: str) -> str:
-    return hashlib.sha256(json.dumps([build_root, spec.tool, *spec.scope]).encode()).hexdigest()[:24]
+    return scope_id(build_root, spec.tool, spec.scope)
+
+
+def scope_id(build_root: str, tool: str, parts: Iterable[str]) -> str:
+    """A scope's directory name. From its description alone, so a snapshot made in one checkout
+    can be imported into another (see snapshot.py)."""
+    return hashlib.sha256(json.dumps([build_root, tool, *parts]).encode()).hexdigest()[:24]
+
+
+def scope_descriptor(spec: CacheSpec, build_root: str) -> str:
+    """What the scope is for, saved as its scope.json: read by cache-info and snapshot import."""
+    return json.dumps(
+        {"tool": spec.tool, "parts": list(spec.scope), "buildroot": build_root, "by_stem": spec.group_by_stem},
+        sort_keys=True,
+    )
 
 
 def sandbox_scope_dir(spec: CacheSpec, build_root: str) -> str:
@@ -120,7 +134,10 @@ def sandbox_scope_dir(spec: CacheSpec, build_root: str) -> str:
     return f"{NAMED_CACHE_SANDBOX_PATH}/{spec.tool}/{scope_hash(spec, build_root)}"
 
 
-def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, lock_timeout: float) -> str:
+def shim_script(
+    process: Process, spec: CacheSpec, scope_dir: str, python: str, lock_timeout: float,
+    max_size: int = 0, describe: str = "",
+) -> str:
     """The shell shim that runs `process.argv` between `store.py setup` and `store.py commit`."""
     def store(command: str, *flags: str) -> str:
         argv = [python, "-I", "-S", f"{WORK_DIR}/store.py", command, scope_dir, spec.sandbox_dir,
@@ -130,10 +147,12 @@ def shim_script(process: Process, spec: CacheSpec, scope_dir: str, python: str, 
     flags = ["--by-stem"] if spec.group_by_stem else []
     for glob in spec.copy_globs:
         flags += ["--copy", glob]
-    setup_flags = [*flags]
+    setup_flags = [*flags] if spec.mode == CacheMode.READ_WRITE else [*flags, "--no-touch"]
     for glob, key in spec.withhold_json:
         setup_flags += ["--withhold", f"{glob}:{key}"]
-    commit_flags = [*flags, "--timeout", str(lock_timeout)]
+    commit_flags = [*flags, "--timeout", str(lock_timeout), "--max-size", str(max_size)]
+    if describe:
+        commit_flags += ["--describe", describe]
     for glob, keys in spec.volatile_json:
         commit_flags += ["--volatile", f"{glob}:{','.join(keys)}"]
     if spec.snapshot_consistency:
@@ -174,7 +193,10 @@ async def wrap_process(
     scope_dir = sandbox_scope_dir(spec, build_root.path)
     store_py = pkgutil.get_data("cacheplug", "store.py")
     assert store_py is not None
-    shim = shim_script(process, spec, scope_dir, python.path, cacheplug.lock_timeout)
+    shim = shim_script(
+        process, spec, scope_dir, python.path, cacheplug.lock_timeout, cacheplug.max_size_bytes,
+        scope_descriptor(spec, build_root.path),
+    )
     files = await Get(
         Digest,
         CreateDigest(

@@ -13,6 +13,9 @@ Layout of one cache scope (a directory inside the Pants named cache):
                           that must travel together (mypy's <module>.meta.json + .data.json).
     lock                  flock(2) lock file serializing commits
     generation            a counter, bumped by every commit
+    index.json            what each entry holds and weighs (for the byte budget); see Index
+    scope.json            what the scope is for (tool, scope parts, buildroot): cache-info, import
+    runs.log              one line per run: entries reused untouched / written (hit rate)
 
 Why this shape:
 - A group's record is replaced with one rename(2), so a reader sees a group's files either all old
@@ -27,6 +30,11 @@ Why this shape:
   not) makes the generation check-and-bump atomic, and keeps deletions of superseded objects from
   racing with a commit that references them. If flock silently does nothing (some network
   filesystems), the worst case is a group that becomes a miss.
+- Least-recently-used eviction keeps a scope within its byte budget. "Used" is the record's mtime:
+  setup touches each record it seeds from (at most every TOUCH_AFTER seconds), a commit writes it.
+  Eviction deletes the record first, then objects no record names any more: a run that read the
+  record just before becomes a miss for that group (an object gone when it links it), never a
+  torn group.
 """
 
 from __future__ import annotations
@@ -44,12 +52,17 @@ import signal
 import stat
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 FORMAT = 2  # 2: records name their scope
 TMP_PREFIX = ".cacheplug-tmp."
 HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_ENTRY_WARNINGS = 5  # per run; the rest are counted
+INDEX_FORMAT = 1
+TOUCH_AFTER = 600  # seconds: LRU resolution; a record reused more often is not touched again
+LOW_WATER = 0.9  # eviction goes below the budget by this factor, so it runs rarely, not every commit
+TMP_GRACE = 900  # seconds: a temp file older than this (ctime) belongs to a killed run
+RUNS_KEPT = 50  # lines of runs.log kept when it is trimmed
 
 # Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
 #   "kill:<point>:<n>"    SIGKILL this process the n-th time it reaches fault(<point>);
@@ -231,9 +244,10 @@ def iter_entries(scope: str) -> Iterator[str]:
                     yield os.path.join(shard_dir, name)
 
 
-def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]]]:
-    """Parse and validate one entry record; raise ValueError if it is foreign or corrupt."""
-    record = json.loads(_read_nofollow(path))
+def load_entry(path: str, by_stem: Optional[bool], data: Optional[bytes] = None) -> Tuple[str, Dict[str, Tuple[str, int]]]:
+    """Parse and validate one entry record (read from `path` unless `data` is given); raise
+    ValueError if it is foreign or corrupt. `by_stem=None`: do not check how files are grouped."""
+    record = json.loads(_read_nofollow(path) if data is None else data)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError("unknown record format")
     scope = os.path.dirname(os.path.dirname(os.path.dirname(path)))
@@ -246,13 +260,212 @@ def load_entry(path: str, by_stem: bool) -> Tuple[str, Dict[str, Tuple[str, int]
         raise ValueError("record stored under the wrong name")
     result = {}
     for rel, value in files.items():
-        if not (is_safe_relpath(rel) and group_of(rel, by_stem) == group):
+        if not (is_safe_relpath(rel) and (by_stem is None or group_of(rel, by_stem) == group)):
             raise ValueError(f"file {rel!r} does not belong to group {group!r}")
         obj, size = value
         if not (isinstance(obj, str) and HEX64.fullmatch(obj)):
             raise ValueError("bad object name")
         result[rel] = (obj, int(size))
     return group, result
+
+
+# --- the index: what each entry weighs, for the byte budget --------------------------------------
+
+
+class Index:
+    """Every entry's record size and objects, and the objects no entry names any more (garbage:
+    superseded versions, not deleted at once so that a commit costs no unlink per file).
+
+    Kept in index.json beside the entries and rewritten by every commit, under the lock. It is
+    trusted only if it names the current generation: a commit bumps the generation *before* it
+    changes anything, so a commit killed midway leaves a stale index, and the next commit
+    rebuilds it from the records (the warm start). Readers never need it."""
+
+    def __init__(self) -> None:
+        self.entries: Dict[str, Tuple[int, Dict[str, int]]] = {}  # record name -> (size, {obj: size})
+        self.refs: Dict[str, int] = {}  # object -> number of entries naming it
+        self.garbage: Dict[str, int] = {}  # object -> size, on disk but named by no entry
+        self.sizes: Dict[str, int] = {}  # object -> size, for every object named
+
+    def bytes(self) -> int:
+        return sum(s for s, _ in self.entries.values()) + sum(self.sizes.values()) + sum(self.garbage.values())
+
+    def put(self, name: str, record_size: int, objects: Dict[str, int]) -> None:
+        self.remove(name)
+        self.entries[name] = (record_size, objects)
+        for obj, size in objects.items():
+            self.refs[obj] = self.refs.get(obj, 0) + 1
+            self.sizes[obj] = size
+            self.garbage.pop(obj, None)
+
+    def remove(self, name: str) -> List[str]:
+        """Forget an entry; return the objects that no entry names any more (now garbage)."""
+        freed = []
+        _, objects = self.entries.pop(name, (0, {}))
+        for obj in objects:
+            self.refs[obj] -= 1
+            if not self.refs[obj]:
+                del self.refs[obj]
+                self.garbage[obj] = self.sizes.pop(obj)
+                freed.append(obj)
+        return freed
+
+    def save(self, scope: str, generation: int) -> None:
+        data = {"format": INDEX_FORMAT, "generation": generation, "garbage": self.garbage,
+                "entries": {n: [size, objs] for n, (size, objs) in self.entries.items()}}
+        write_atomically(os.path.join(scope, "index.json"), json.dumps(data).encode(), "write-index")
+
+    @classmethod
+    def load(cls, scope: str, generation: int) -> Optional["Index"]:
+        """The saved index if it is whole and current, else None."""
+        try:
+            data = json.loads(_read_nofollow(os.path.join(scope, "index.json")))
+            if data.get("format") != INDEX_FORMAT or data.get("generation") != generation:
+                return None
+            index = cls()
+            for name, (size, objects) in data["entries"].items():
+                index.put(name, int(size), {str(o): int(s) for o, s in objects.items()})
+            index.garbage.update({str(o): int(s) for o, s in data["garbage"].items() if o not in index.refs})
+            return index
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None  # missing, torn by hand, or foreign: rebuilt from the records
+
+    @classmethod
+    def rebuild(cls, scope: str) -> "Index":
+        """Read every record and list every object (only after a crash, or for cache-prune)."""
+        index = cls()
+        for path in iter_entries(scope):
+            try:
+                _, files = load_entry(path, None)
+                size = os.lstat(path).st_size
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # unreadable or foreign: setup skips it too; the tool will replace it
+            index.put(os.path.basename(path), size, {obj: s for obj, s in files.values()})
+        for obj, size in iter_objects(scope):
+            if obj not in index.refs:
+                index.garbage[obj] = size
+        return index
+
+
+def iter_objects(scope: str) -> Iterator[Tuple[str, int]]:
+    """(name, size) of every object file on disk."""
+    objects = os.path.join(scope, "objects")
+    for shard in sorted(os.listdir(objects)):
+        try:
+            shard_dir = own_dir(os.path.join(objects, shard), create=False)
+        except OSError:
+            continue
+        for name in os.listdir(shard_dir):
+            if HEX64.fullmatch(name):
+                try:
+                    yield name, os.lstat(os.path.join(shard_dir, name)).st_size
+                except FileNotFoundError:
+                    pass
+
+
+def _unlink_objects(scope: str, objects: Iterable[str]) -> None:
+    for obj in objects:
+        _unlink_quietly(object_path(scope, obj))
+
+
+def evict(scope: str, index: Index, target: int, report: Report) -> None:
+    """Bring the scope down to `target` bytes: garbage first, then least recently used entries.
+    Runs under the lock. A record goes before its objects, so a reader that read it just before
+    finds an object missing: a miss for that group, never a torn one."""
+    # Objects of commits that never named them (killed, or timed out on the lock) are on disk but
+    # not in the index: find them now. Eviction is rare (LOW_WATER), so this listing is too. One
+    # that a commit waiting for the lock is about to name is re-stored by that commit.
+    for obj, size in iter_objects(scope):
+        if obj not in index.refs:
+            index.garbage[obj] = size
+    before = index.bytes()
+    _unlink_objects(scope, list(index.garbage))
+    index.garbage.clear()
+    if index.bytes() > target:
+        def last_used(name: str) -> Tuple[int, str]:
+            try:
+                return os.lstat(_entry_file(scope, name)).st_mtime_ns, name
+            except OSError:
+                return 0, name  # already gone: forget it first
+        for name in sorted(index.entries, key=last_used):
+            if index.bytes() <= target:
+                break
+            _unlink_quietly(_entry_file(scope, name))
+            fault("evict")
+            _unlink_objects(scope, index.remove(name))
+            index.garbage.clear()
+            report.data["evicted"] = report.data.get("evicted", 0) + 1
+    report.data["freed_bytes"] = report.data.get("freed_bytes", 0) + before - index.bytes()
+
+
+def _entry_file(scope: str, name: str) -> str:
+    return os.path.join(scope, "entries", name[:2], name)
+
+
+def collect_temp_files(scope: str, now: float) -> int:
+    """Delete temp files left by killed runs (older than TMP_GRACE by ctime, which a rename or a
+    link also sets); return how many bytes that freed."""
+    freed = 0
+    dirs = [scope] + [os.path.join(scope, sub, shard) for sub in ("entries", "objects")
+                      for shard in os.listdir(os.path.join(scope, sub))]
+    for directory in dirs:
+        try:
+            names = os.listdir(own_dir(directory, create=False))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                st = os.lstat(path)
+                if name.startswith(TMP_PREFIX) and now - st.st_ctime > TMP_GRACE:
+                    os.unlink(path)
+                    freed += st.st_size
+            except OSError:
+                pass
+    return freed
+
+
+# --- the run log: hit rates for cache-info -------------------------------------------------------
+
+
+def log_run(scope: str, hits: int, misses: int) -> None:
+    """Append this run's counts to runs.log. One short write(2) with O_APPEND, so concurrent runs
+    need no lock; it is trimmed (by whoever gets the lock without waiting) once it grows."""
+    path = os.path.join(scope, "runs.log")
+    line = json.dumps({"t": int(time.time()), "hits": hits, "misses": misses}) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, line.encode())
+            big = os.fstat(fd).st_size > RUNS_KEPT * 200
+        finally:
+            os.close(fd)
+    except OSError:
+        return  # statistics only: never worth failing the commit over (disk full, a symlink)
+    if big:
+        lock = os.open(os.path.join(scope, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            write_atomically(path, b"".join(_read_nofollow(path).splitlines(True)[-RUNS_KEPT:]))
+        except OSError:
+            pass  # busy: someone else trims, or we do next time
+        finally:
+            os.close(lock)
+
+
+def read_runs(scope: str) -> List[Dict[str, int]]:
+    runs = []
+    try:
+        lines = _read_nofollow(os.path.join(scope, "runs.log")).splitlines()
+    except OSError:
+        return runs
+    for line in lines[-RUNS_KEPT:]:
+        try:
+            run = json.loads(line)
+            runs.append({k: int(run[k]) for k in ("t", "hits", "misses")})
+        except (ValueError, TypeError, KeyError):
+            continue  # a line torn by a crash
+    return runs
 
 
 # --- setup: seed the sandbox ---------------------------------------------------------------------
@@ -309,8 +522,12 @@ def _withheld(contents: Dict[str, bytes], withhold: List[Tuple[str, str]]) -> bo
     return False
 
 
-def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]], report: Report) -> None:
-    """Give the tool a private copy of the cache at `dest`, and record what it was given."""
+def setup(
+    scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]],
+    touch: bool, report: Report,
+) -> None:
+    """Give the tool a private copy of the cache at `dest`, and record what it was given. With
+    `touch`, mark each entry used (its record's mtime) for LRU eviction."""
     seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object] as given to the tool
     groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
     generation = 0
@@ -319,10 +536,11 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
     try:
         open_scope(scope)
         generation = read_generation(scope)
+        stale = time.time() - TOUCH_AFTER
         for path in iter_entries(scope):
             try:
                 group, files = load_entry(path, by_stem)
-                entry_ino = os.lstat(path).st_ino
+                entry_st = os.lstat(path)
             except FileNotFoundError:
                 continue  # replaced or deleted since listdir: a miss
             except (OSError, ValueError, TypeError, KeyError) as e:
@@ -354,8 +572,13 @@ def setup(scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[
             for rel in done:
                 st = stats[rel]
                 seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0]]
-            groups[group] = entry_ino
+            groups[group] = entry_st.st_ino
             report.data["reused"] += 1
+            if touch and entry_st.st_mtime < stale:
+                try:
+                    os.utime(path, follow_symlinks=False)  # if evicted meanwhile: nothing to mark
+                except OSError:
+                    pass
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
     write_atomically(manifest, json.dumps({"generation": generation, "files": seeded, "groups": groups}).encode(), "write-manifest")
@@ -486,14 +709,16 @@ def _lock(scope: str, timeout: float, report: Report) -> Optional[int]:
 
 def commit(
     scope: str, dest: str, manifest: str, by_stem: bool, volatile: List[Tuple[str, List[str]]],
-    timeout: float, snapshot: bool, report: Report,
+    timeout: float, snapshot: bool, max_size: int, describe: Optional[str], report: Report,
 ) -> None:
-    """Commit every group the tool created or changed; drop groups the tool deleted."""
+    """Commit every group the tool created or changed; drop groups the tool deleted; keep the
+    scope within `max_size` bytes (0: unlimited)."""
     with open(manifest) as f:
         seen = json.load(f)
     open_scope(scope)
     dirty, present = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
     deleted = [g for g in seen["groups"] if g not in present]
+    log_run(scope, hits=sum(1 for g in seen["groups"] if g in present and g not in dirty), misses=len(dirty))
     if not dirty and not deleted:
         return
     # Objects first, outside the lock: content-addressed and renamed into place, they are safe to
@@ -502,10 +727,9 @@ def commit(
     for group, files in sorted(dirty.items()):
         stored = {}
         for rel, path in sorted(files.items()):
-            stored[rel] = list(_store_object(scope, path))
+            stored[rel] = _store_object(scope, path)
             fault("commit-object")
-        record = {"format": FORMAT, "scope": os.path.basename(scope), "group": group, "files": stored}
-        records[group] = json.dumps(record, sort_keys=True).encode()
+        records[group] = stored
 
     fd = _lock(scope, timeout, report)
     if fd is None:
@@ -518,25 +742,54 @@ def commit(
             # run's entries with another run's could make a stale entry look fresh. Keep the
             # cache a sequence of whole runs instead: skip, the next run redoes the work.
             report.warn("another run committed to this cache meanwhile; this run's writes were skipped to keep it consistent")
+            index = Index.load(scope, generation)
+            if index is not None:  # count the objects stored for nothing, for the budget
+                index.garbage.update({o: n for fs in records.values() for o, n in fs.values() if o not in index.refs})
+                index.save(scope, generation)
             return
         fault("commit-locked")
-        for group, data in records.items():
-            path = entry_path(scope, group)
-            own_dir(os.path.dirname(path))
-            write_atomically(path, data, "write-record")
-            report.data["written"] += 1
-            fault("commit-record")
-        for group in deleted:
-            path = entry_path(scope, group)
-            try:
-                if os.lstat(path).st_ino == seen["groups"][group]:  # not replaced since we read it
-                    os.unlink(path)
-                    report.data["deleted"] += 1
-            except FileNotFoundError:
-                pass
-        write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
+        if describe and not os.path.lexists(os.path.join(scope, "scope.json")):
+            write_atomically(os.path.join(scope, "scope.json"), describe.encode())
+        update_locked(scope, generation, records, deleted, seen["groups"], dirty, max_size, report)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def update_locked(
+    scope: str, generation: int, records: Dict[str, Dict[str, Tuple[str, int]]], deleted: List[str],
+    deleted_inodes: Dict[str, int], sources: Dict[str, Dict[str, str]], max_size: int, report: Report,
+) -> None:
+    """Under the lock: write `records` ({group: {relpath: (object, size)}}, objects already
+    stored), delete the `deleted` groups whose record is still the inode in `deleted_inodes`,
+    update the index, evict down to the budget. `sources[group][relpath]` is a file to re-store
+    an object from if it was collected between its write and now."""
+    index = Index.load(scope, generation) or Index.rebuild(scope)
+    # Bump the generation first: if we die before saving the index, the index is stale and says so.
+    write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
+    for group, files in records.items():
+        for rel, (obj, _) in files.items():
+            if not os.path.lexists(object_path(scope, obj)):  # evicted after we stored it
+                _store_object(scope, sources[group][rel])
+        data = json.dumps({"format": FORMAT, "scope": os.path.basename(scope), "group": group,
+                           "files": {rel: list(v) for rel, v in files.items()}}, sort_keys=True).encode()
+        path = entry_path(scope, group)
+        own_dir(os.path.dirname(path))
+        write_atomically(path, data, "write-record")
+        index.put(os.path.basename(path), len(data), {obj: size for obj, size in files.values()})
+        report.data["written"] += 1
+        fault("commit-record")
+    for group in deleted:
+        path = entry_path(scope, group)
+        try:
+            if os.lstat(path).st_ino == deleted_inodes[group]:  # not replaced since we read it
+                os.unlink(path)
+                index.remove(os.path.basename(path))
+                report.data["deleted"] += 1
+        except FileNotFoundError:
+            pass
+    if max_size and index.bytes() > max_size:
+        evict(scope, index, int(max_size * LOW_WATER), report)
+    index.save(scope, generation + 1)
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -544,13 +797,16 @@ def commit(
 
 def main(argv: List[str]) -> int:
     """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
-    [--withhold GLOB:KEY]... [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]"""
+    [--withhold GLOB:KEY]... [--no-touch] [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
+    [--max-size BYTES] [--describe JSON]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
     copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
     withhold = [tuple(flags[i + 1].rsplit(":", 1)) for i, f in enumerate(flags) if f == "--withhold"]
     volatile = [(g, k.split(",")) for g, _, k in (flags[i + 1].rpartition(":") for i, f in enumerate(flags) if f == "--volatile")]
     timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
+    max_size = int(flags[flags.index("--max-size") + 1]) if "--max-size" in flags else 0
+    describe = flags[flags.index("--describe") + 1] if "--describe" in flags else None
     report = Report()
     try:  # setup's report, which commit adds to
         with open(report_path) as f:
@@ -559,9 +815,9 @@ def main(argv: List[str]) -> int:
         pass
     try:
         if command == "setup":
-            setup(scope, dest, manifest, by_stem, copy_globs, withhold, report)  # type: ignore[arg-type]
+            setup(scope, dest, manifest, by_stem, copy_globs, withhold, "--no-touch" not in flags, report)  # type: ignore[arg-type]
         elif command == "commit":
-            commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, report)
+            commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, max_size, describe, report)
         else:
             report.warn(f"unknown store command {command!r}")
     except Exception as e:  # the cache never fails the build

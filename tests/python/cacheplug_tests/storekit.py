@@ -22,7 +22,9 @@ from typing import Any, Callable
 from pants.engine.process import Process
 
 from cacheplug import store
-from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_scope_dir, shim_script
+from cacheplug.engine import (
+    NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_scope_dir, scope_descriptor, shim_script,
+)
 
 FAKETOOL = str(Path(__file__).with_name("faketool.py"))
 FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), group_by_stem=True, commit_exit_codes=(0, 1))
@@ -49,6 +51,7 @@ def make_sandbox(
     spec: CacheSpec = FAKE_SPEC,
     lock_timeout: float = 30.0,
     sandbox_parent: Path | None = None,
+    max_size: int = 0,
 ) -> Path:
     """A fresh sandbox that runs `argv` through the shim against `named_cache`."""
     named_cache.mkdir(parents=True, exist_ok=True)
@@ -61,7 +64,10 @@ def make_sandbox(
     assert store_py
     (root / ".cacheplug/store.py").write_bytes(store_py)
     process = Process(argv=tuple(argv), description="test tool")
-    shim = shim_script(process, spec, sandbox_scope_dir(spec, BUILD_ROOT), sys.executable, lock_timeout)
+    shim = shim_script(
+        process, spec, sandbox_scope_dir(spec, BUILD_ROOT), sys.executable, lock_timeout, max_size,
+        scope_descriptor(spec, BUILD_ROOT),
+    )
     (root / ".cacheplug/shim.sh").write_text(shim)
     (root / ".cache").mkdir()
     os.symlink(named_cache, root / NAMED_CACHE_SANDBOX_PATH)
@@ -133,11 +139,43 @@ def same_as_cold(run: Run, sources: dict[str, str]) -> str | None:
     return f"exit {run.exit_code} (cold: {cold.exit_code}), output {run.stdout[:200]!r} (cold: {cold.stdout[:200]!r})"
 
 
-def check_scope(scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem) -> tuple[dict[str, dict[str, bytes]], list[str]]:
+def disk_bytes(scope: Path) -> int:
+    """What a scope's records and objects weigh on disk (apparent sizes; temp files excluded)."""
+    return sum(
+        p.lstat().st_size
+        for sub in ("entries", "objects")
+        for p in (scope / sub).glob("*/*")
+        if not p.name.startswith(store.TMP_PREFIX)
+    )
+
+
+def index_problems(scope: Path) -> list[str]:
+    """If the scope's index claims to be current, it must say exactly what is on disk."""
+    index = store.Index.load(str(scope), store.read_generation(str(scope)))
+    if index is None:
+        return []  # stale or missing: the next commit rebuilds it
+    truth = store.Index.rebuild(str(scope))
+    problems = []
+    if index.entries != truth.entries:
+        problems.append(f"index entries differ from the records: {len(index.entries)} vs {len(truth.entries)}")
+    # Objects stored by commits that died before naming them are unknown to the index until an
+    # eviction or cache-prune lists the objects: those alone may be missing from it.
+    if not index.garbage.keys() <= truth.garbage.keys():
+        problems.append("index garbage holds objects that are named or gone")
+    orphans = sum(size for obj, size in truth.garbage.items() if obj not in index.garbage)
+    if index.bytes() + orphans != disk_bytes(scope):
+        problems.append(f"index says {index.bytes()} bytes (+{orphans} orphaned), disk holds {disk_bytes(scope)}")
+    return problems
+
+
+def check_scope(
+    scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem, check_index: bool = True
+) -> tuple[dict[str, dict[str, bytes]], list[str]]:
     """Integrity check of a cache scope: every record valid, every object whole and matching its
-    hash, every group consistent. Returns ({group: {file: content}}, [problems])."""
+    hash, every group consistent, the index (if current) true. Returns ({group: {file: content}},
+    [problems])."""
     groups: dict[str, dict[str, bytes]] = {}
-    problems: list[str] = []
+    problems: list[str] = index_problems(scope) if check_index and (scope / "entries").exists() else []
     if not (scope / "entries").exists():
         return groups, problems
     for path in store.iter_entries(str(scope)):
