@@ -147,7 +147,7 @@ def shim_script(
     flags = ["--by-stem"] if spec.group_by_stem else []
     for glob in spec.copy_globs:
         flags += ["--copy", glob]
-    setup_flags = [*flags] if spec.mode == CacheMode.READ_WRITE else [*flags, "--no-touch"]
+    setup_flags = [*flags]
     for glob, key in spec.withhold_json:
         setup_flags += ["--withhold", f"{glob}:{key}"]
     commit_flags = [*flags, "--timeout", str(lock_timeout), "--max-size", str(max_size)]

@@ -10,8 +10,8 @@ from typing import Iterable
 
 from pants.engine.rules import Rule
 
-from cacheplug import engine, subsystem
+from cacheplug import engine, goals, subsystem
 
 
 def rules() -> Iterable[Rule]:
-    return [*subsystem.rules(), *engine.rules()]
+    return [*subsystem.rules(), *engine.rules(), *goals.rules()]

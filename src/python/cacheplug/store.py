@@ -30,11 +30,14 @@ Why this shape:
   not) makes the generation check-and-bump atomic, and keeps deletions of superseded objects from
   racing with a commit that references them. If flock silently does nothing (some network
   filesystems), the worst case is a group that becomes a miss.
-- Least-recently-used eviction keeps a scope within its byte budget. "Used" is the record's mtime:
-  setup touches each record it seeds from (at most every TOUCH_AFTER seconds), a commit writes it.
-  Eviction deletes the record first, then objects no record names any more: a run that read the
-  record just before becomes a miss for that group (an object gone when it links it), never a
-  torn group.
+- Least-recently-used eviction keeps a scope within its byte budget. Last use is the record's
+  mtime: a commit writes it, and marks (at most every TOUCH_AFTER seconds) each group the tool
+  read or replaced. The tool is given every group, so "given" says nothing; "read" is seen in the
+  atime of the file we linked in: linking sets its ctime, and under relatime (Linux's default) the
+  next read then moves its atime. On a noatime mount no read is ever seen: then every group given
+  counts as used. Eviction deletes the record first, then objects no record names any more: a
+  run that read the record just before becomes a miss for that group (an object gone when it
+  links it), never a torn group.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ RUNS_KEPT = 50  # lines of runs.log kept when it is trimmed
 # Fault injection for the reliability tests, off unless CACHEPLUG_FAULT is set:
 #   "kill:<point>:<n>"    SIGKILL this process the n-th time it reaches fault(<point>);
 #   "enospc:<point>:<n>"  fail with ENOSPC (disk full) there instead;
+#   "wait:<point>:<n>"    wait there until the file $CACHEPLUG_FAULT_GATE exists (to stage a race);
 #   "nolock"              skip flock entirely, to prove correctness does not depend on the lock;
 #   "euid:<n>"            act as user n, to test caches owned by another user without root.
 # CACHEPLUG_FAULT_LOG=path: append "<point>" there when a kill or enospc fault fires.
@@ -77,7 +81,7 @@ EUID = int(FAULT[5:]) if FAULT.startswith("euid:") else os.geteuid()
 
 def fault(point: str) -> None:
     kind, _, rest = FAULT.partition(":")
-    if kind in ("kill", "enospc") and rest.rpartition(":")[0] == point:
+    if kind in ("kill", "enospc", "wait") and rest.rpartition(":")[0] == point:
         _fault_hits[point] = _fault_hits.get(point, 0) + 1
         if _fault_hits[point] == int(rest.rpartition(":")[2]):
             if os.environ.get("CACHEPLUG_FAULT_LOG"):
@@ -85,6 +89,10 @@ def fault(point: str) -> None:
                     log.write(f"{point}\n")
             if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "wait":
+                while not os.path.exists(os.environ["CACHEPLUG_FAULT_GATE"]):
+                    time.sleep(0.01)
+                return
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (injected at {point})")
 
 
@@ -157,6 +165,12 @@ def _unique_tmp(directory: str) -> str:
 
 
 _checked_dirs: set = set()
+
+
+def reset() -> None:
+    """Forget which directories were checked: for callers that live longer than one run (pantsd
+    serving cache-prune then cache-import), as the directories may be deleted between calls."""
+    _checked_dirs.clear()
 
 
 def own_dir(path: str, create: bool = True) -> str:
@@ -286,12 +300,15 @@ class Index:
         self.refs: Dict[str, int] = {}  # object -> number of entries naming it
         self.garbage: Dict[str, int] = {}  # object -> size, on disk but named by no entry
         self.sizes: Dict[str, int] = {}  # object -> size, for every object named
+        self.bad_records: Dict[str, int] = {}  # record name -> size: unreadable or foreign, unused
 
     def bytes(self) -> int:
-        return sum(s for s, _ in self.entries.values()) + sum(self.sizes.values()) + sum(self.garbage.values())
+        return (sum(s for s, _ in self.entries.values()) + sum(self.sizes.values()) + sum(self.garbage.values())
+                + sum(self.bad_records.values()))
 
     def put(self, name: str, record_size: int, objects: Dict[str, int]) -> None:
         self.remove(name)
+        self.bad_records.pop(name, None)  # replaced by a good one
         self.entries[name] = (record_size, objects)
         for obj, size in objects.items():
             self.refs[obj] = self.refs.get(obj, 0) + 1
@@ -312,6 +329,7 @@ class Index:
 
     def save(self, scope: str, generation: int) -> None:
         data = {"format": INDEX_FORMAT, "generation": generation, "garbage": self.garbage,
+                "bad_records": self.bad_records,
                 "entries": {n: [size, objs] for n, (size, objs) in self.entries.items()}}
         write_atomically(os.path.join(scope, "index.json"), json.dumps(data).encode(), "write-index")
 
@@ -326,6 +344,7 @@ class Index:
             for name, (size, objects) in data["entries"].items():
                 index.put(name, int(size), {str(o): int(s) for o, s in objects.items()})
             index.garbage.update({str(o): int(s) for o, s in data["garbage"].items() if o not in index.refs})
+            index.bad_records.update({str(n): int(s) for n, s in data["bad_records"].items() if n not in index.entries})
             return index
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None  # missing, torn by hand, or foreign: rebuilt from the records
@@ -336,10 +355,17 @@ class Index:
         index = cls()
         for path in iter_entries(scope):
             try:
-                _, files = load_entry(path, None)
                 size = os.lstat(path).st_size
+            except OSError:
+                continue  # deleted since listdir
+            try:
+                _, files = load_entry(path, None)
+            except FileNotFoundError:
+                continue
             except (OSError, ValueError, TypeError, KeyError):
-                continue  # unreadable or foreign: setup skips it too; the tool will replace it
+                # Unreadable or foreign: setup skips it too. Counted, and deleted by eviction.
+                index.bad_records[os.path.basename(path)] = size
+                continue
             index.put(os.path.basename(path), size, {obj: s for obj, s in files.values()})
         for obj, size in iter_objects(scope):
             if obj not in index.refs:
@@ -381,6 +407,9 @@ def evict(scope: str, index: Index, target: int, report: Report) -> None:
     before = index.bytes()
     _unlink_objects(scope, list(index.garbage))
     index.garbage.clear()
+    for name in index.bad_records:
+        _unlink_quietly(_entry_file(scope, name))
+    index.bad_records.clear()
     if index.bytes() > target:
         def last_used(name: str) -> Tuple[int, str]:
             try:
@@ -454,7 +483,7 @@ def log_run(scope: str, hits: int, misses: int) -> None:
 
 
 def read_runs(scope: str) -> List[Dict[str, int]]:
-    runs = []
+    runs: List[Dict[str, int]] = []
     try:
         lines = _read_nofollow(os.path.join(scope, "runs.log")).splitlines()
     except OSError:
@@ -524,12 +553,12 @@ def _withheld(contents: Dict[str, bytes], withhold: List[Tuple[str, str]]) -> bo
 
 def setup(
     scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]],
-    touch: bool, report: Report,
+    report: Report,
 ) -> None:
-    """Give the tool a private copy of the cache at `dest`, and record what it was given. With
-    `touch`, mark each entry used (its record's mtime) for LRU eviction."""
-    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object] as given to the tool
+    """Give the tool a private copy of the cache at `dest`, and record what it was given."""
+    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object, atime_ns] as given to the tool
     groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
+    unmarked: List[str] = []  # groups whose record was last marked used over TOUCH_AFTER ago
     generation = 0
     os.makedirs(dest, exist_ok=True)
     made = {dest}  # directories created in dest
@@ -571,17 +600,15 @@ def setup(
                 continue
             for rel in done:
                 st = stats[rel]
-                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0]]
+                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0], st.st_atime_ns]
             groups[group] = entry_st.st_ino
+            if entry_st.st_mtime < stale:
+                unmarked.append(group)
             report.data["reused"] += 1
-            if touch and entry_st.st_mtime < stale:
-                try:
-                    os.utime(path, follow_symlinks=False)  # if evicted meanwhile: nothing to mark
-                except OSError:
-                    pass
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
-    write_atomically(manifest, json.dumps({"generation": generation, "files": seeded, "groups": groups}).encode(), "write-manifest")
+    write_atomically(manifest, json.dumps(
+        {"generation": generation, "files": seeded, "groups": groups, "unmarked": unmarked}).encode(), "write-manifest")
 
 
 # --- commit: merge the tool's writes back --------------------------------------------------------
@@ -617,13 +644,16 @@ def _same_json(path: str, stored: str, keys: List[str]) -> bool:
 
 def _changed_groups(
     scope: str, dest: str, seeded: Dict[str, list], by_stem: bool, volatile: List[Tuple[str, List[str]]]
-) -> Tuple[Dict[str, Dict[str, str]], set]:
-    """Groups with a new, changed or removed file, mapped to all their current files; and every
-    group now present. A rewrite that changes only `volatile` JSON keys is not a change: mypy
-    rewrites each meta whose source has a new mtime (new in every sandbox), and committing those
-    would cost every run a commit per module for nothing."""
+) -> Tuple[Dict[str, Dict[str, str]], set, Optional[set]]:
+    """Groups with a new, changed or removed file, mapped to all their current files; every group
+    now present; and the groups the tool used (read or replaced a file of), or None if no read
+    was seen at all (atime not kept). A rewrite that changes only `volatile` JSON keys is not a
+    change: mypy rewrites each meta whose source has a new mtime (new in every sandbox), and
+    committing those would cost every run a commit per module for nothing."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
+    used = set()
+    reads_seen = False
     prefix = len(dest.rstrip("/")) + 1
     for root, dirs, names in os.walk(dest):
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
@@ -640,7 +670,11 @@ def _changed_groups(
                 dirty.add(group)
                 continue
             if before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                if st.st_atime_ns > before[4]:
+                    used.add(group)
+                    reads_seen = True
                 continue  # the file the tool was given
+            used.add(group)
             keys = [k for glob, ks in volatile if fnmatch.fnmatch(rel, glob) for k in ks]
             if keys:
                 if not _same_json(path, object_path(scope, before[3]), keys):
@@ -651,7 +685,7 @@ def _changed_groups(
         group = group_of(rel, by_stem)
         if group in current and rel not in current[group]:
             dirty.add(group)
-    return {g: current[g] for g in dirty}, set(current)
+    return {g: current[g] for g in dirty}, set(current), used if reads_seen else None
 
 
 def _sha256(path: str) -> str:
@@ -716,9 +750,10 @@ def commit(
     with open(manifest) as f:
         seen = json.load(f)
     open_scope(scope)
-    dirty, present = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
+    dirty, present, used = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
     deleted = [g for g in seen["groups"] if g not in present]
     log_run(scope, hits=sum(1 for g in seen["groups"] if g in present and g not in dirty), misses=len(dirty))
+    _mark_used(scope, [g for g in seen["unmarked"] if g not in dirty and (used is None or g in used)], seen["groups"])
     if not dirty and not deleted:
         return
     # Objects first, outside the lock: content-addressed and renamed into place, they are safe to
@@ -753,6 +788,18 @@ def commit(
         update_locked(scope, generation, records, deleted, seen["groups"], dirty, max_size, report)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:
+    """Set the records' mtime (last use, for LRU eviction) to now. No lock: a record evicted
+    meanwhile is not there to mark; one replaced meanwhile is new anyway (the inode check)."""
+    for group in groups:
+        path = entry_path(scope, group)
+        try:
+            if os.lstat(path).st_ino == inodes[group]:
+                os.utime(path, follow_symlinks=False)
+        except OSError:
+            pass
 
 
 def update_locked(
@@ -797,7 +844,7 @@ def update_locked(
 
 def main(argv: List[str]) -> int:
     """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
-    [--withhold GLOB:KEY]... [--no-touch] [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
+    [--withhold GLOB:KEY]... [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
     [--max-size BYTES] [--describe JSON]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
@@ -815,7 +862,7 @@ def main(argv: List[str]) -> int:
         pass
     try:
         if command == "setup":
-            setup(scope, dest, manifest, by_stem, copy_globs, withhold, "--no-touch" not in flags, report)  # type: ignore[arg-type]
+            setup(scope, dest, manifest, by_stem, copy_globs, withhold, report)  # type: ignore[arg-type]
         elif command == "commit":
             commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, max_size, describe, report)
         else:

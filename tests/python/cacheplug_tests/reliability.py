@@ -142,7 +142,7 @@ def crashes(named_cache: Path, kills: int, seed: int = 0) -> Outcome:
     run_fake(named_cache, sources)
     run_time = time.monotonic() - t0
     # A budget below what the project needs, so that commits evict too (and can be killed there).
-    budget = {"max_size": int(disk_bytes(scope) * 0.8)}
+    budget: dict[str, Any] = {"max_size": int(disk_bytes(scope) * 0.8)}
     log = named_cache.parent / "fault.log"
     phases: collections.Counter[str] = collections.Counter()
     points: collections.Counter[str] = collections.Counter()

@@ -1,0 +1,195 @@
+"""Snapshots: one tool's cache scopes as one archive file, to restore a pre-warmed cache on another
+machine (CI runners, then `[mypy].shared_cache = "read-only"`). The work behind `pants
+cache-export` and `pants cache-import`.
+
+Archive: a gzipped tar, byte-for-byte reproducible for the same cache content (sorted members,
+zero times and owners), holding `<n>/entries/<record name>`, `<n>/objects/<sha256>` for each scope
+n, and `snapshot.json` last: {"format", "scopes": [{"dir", "tool", "parts", "by_stem",
+"entries", "objects"}]}.
+
+A scope's id depends on the checkout's buildroot, which differs between machines; an imported scope
+goes where this checkout's runs will look for it: the id of the same tool and parts under this
+buildroot. Records name their scope, so they are rewritten on the way in.
+
+Import is all-or-nothing for a bad archive: everything is unpacked into a temp dir and validated
+(every object's sha256, every record as setup would check it, every count) before the first write
+to the cache. Then, per scope, under its lock, like a commit: objects first, then records renamed
+into place one by one (each group whole), then the index. A conflicting group takes the archive's
+version. An import killed midway leaves a valid cache holding part of the archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Dict, Tuple
+
+from cacheplug import lifecycle, store
+from cacheplug.engine import scope_id
+
+FORMAT = 1
+MANIFEST = "snapshot.json"
+MEMBER = re.compile(r"([0-9]+)/(entries|objects)/([0-9a-f]{64})")
+
+
+class BadSnapshot(Exception):
+    """The archive is not a whole cacheplug snapshot; nothing was written."""
+
+
+def export(scopes: list[Path], output: Path, lock_timeout: float) -> Tuple[int, int]:
+    """Write `scopes` to the archive `output` (renamed into place whole); return (entries, bytes
+    of cache content). Each scope is read under its lock: one consistent generation."""
+    tmp = output.with_name(f"{store.TMP_PREFIX}{output.name}.{os.getpid()}")
+    described: list[dict] = []
+    manifest = {"format": FORMAT, "scopes": described}
+    total_entries = total_bytes = 0
+    try:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for n, scope in enumerate(scopes):
+                entries, objects = _read_scope(scope, lock_timeout)
+                for name, data in sorted(entries.items()):
+                    _add(tar, f"{n}/entries/{name}", data)
+                for obj, data in sorted(objects.items()):
+                    _add(tar, f"{n}/objects/{obj}", data)
+                desc = lifecycle.describe(scope)
+                described.append({"dir": str(n), "tool": scope.parent.name, "parts": desc.get("parts", []),
+                                           "by_stem": desc.get("by_stem", True), "entries": len(entries),
+                                           "objects": len(objects)})
+                total_entries += len(entries)
+                total_bytes += sum(map(len, entries.values())) + sum(map(len, objects.values()))
+            _add(tar, MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return total_entries, total_bytes
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _read_scope(scope: Path, lock_timeout: float) -> Tuple[Dict[str, bytes], Dict[str, bytes]]:
+    """The scope's valid records and their verified objects (bad ones left out, as setup would)."""
+    by_stem = lifecycle.describe(scope).get("by_stem", True)
+    fd = store._lock(str(scope), lock_timeout, store.Report())
+    if fd is None:
+        raise lifecycle.Busy(f"{scope}: its lock stayed taken for {lock_timeout:g}s")
+    entries: Dict[str, bytes] = {}
+    objects: Dict[str, bytes] = {}
+    try:
+        for path in store.iter_entries(str(scope)):
+            try:
+                data = store._read_nofollow(path)
+                _, files = store.load_entry(path, by_stem, data)
+                contents = {obj: store._read_nofollow(store.object_path(str(scope), obj)) for obj, _ in files.values()}
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            if all(hashlib.sha256(c).hexdigest() == obj for obj, c in contents.items()):
+                entries[os.path.basename(path)] = data
+                objects.update(contents)
+    finally:
+        os.close(fd)
+    return entries, objects
+
+
+def import_(archive: Path, root: Path, build_root: str, max_size: int, lock_timeout: float) -> list[Tuple[Path, int]]:
+    """Merge the snapshot `archive` into the named cache `root` (…/named_caches/cacheplug) for
+    the checkout at `build_root`; return [(scope dir, entries imported)]. Raises BadSnapshot,
+    with nothing written, if the archive is not whole and valid."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stage = root / f"{store.TMP_PREFIX}import.{os.getpid()}.{os.urandom(4).hex()}"
+    stage.mkdir(mode=0o700)
+    try:
+        manifest = _unpack(archive, stage)
+        plans = [_validate_scope(stage, s, root, build_root) for s in manifest["scopes"]]
+        done = []
+        for target, desc, records, sources in plans:  # nothing was written before this point
+            store.open_scope(str(target))
+            report = store.Report()
+            fd = store._lock(str(target), lock_timeout, report)
+            if fd is None:
+                raise lifecycle.Busy(f"{target}: its lock stayed taken for {lock_timeout:g}s")
+            try:
+                store.write_atomically(str(target / "scope.json"), json.dumps(desc, sort_keys=True).encode())
+                generation = store.read_generation(str(target))
+                store.update_locked(str(target), generation, records, [], {}, sources, max_size, report)
+            finally:
+                os.close(fd)
+            done.append((target, len(records)))
+        return done
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _unpack(archive: Path, stage: Path) -> dict:
+    """Unpack the archive's files (and nothing else) into `stage`, checking each object's hash."""
+    manifest = None
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for member in tar:
+                if member.name == MANIFEST and member.isfile():
+                    manifest = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    continue
+                match = MEMBER.fullmatch(member.name)
+                if not match or not member.isfile():
+                    raise BadSnapshot(f"unexpected member {member.name!r}: not a cacheplug snapshot")
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if match.group(2) == "objects" and hashlib.sha256(data).hexdigest() != match.group(3):
+                    raise BadSnapshot(f"object {match.group(3)[:12]} is corrupt (content does not match its hash)")
+                dest = stage / match.group(1) / match.group(2) / match.group(3)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, OSError) as e:
+        raise BadSnapshot(f"unreadable or truncated archive ({type(e).__name__}: {e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("scopes"), list):
+        raise BadSnapshot(f"no {MANIFEST} of format {FORMAT}: truncated, or not a cacheplug snapshot of this version")
+    return manifest
+
+
+def _validate_scope(stage: Path, meta: object, root: Path, build_root: str):  # type: ignore[no-untyped-def]
+    """Check one scope of the archive as setup would; return where it goes and what to write."""
+    try:
+        assert isinstance(meta, dict)
+        n, tool, parts, by_stem = str(meta["dir"]), meta["tool"], meta["parts"], bool(meta["by_stem"])
+        assert isinstance(tool, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", tool) and not tool.startswith(".")
+        assert isinstance(parts, list) and all(isinstance(p, str) for p in parts)
+        expected = (int(meta["entries"]), int(meta["objects"]))
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise BadSnapshot(f"bad scope description in {MANIFEST}: {meta!r:.200}") from None
+    target = root / tool / scope_id(build_root, tool, parts)
+    entries_dir, objects_dir = stage / n / "entries", stage / n / "objects"
+    names = sorted(p.name for p in entries_dir.iterdir()) if entries_dir.is_dir() else []
+    objects = {p.name for p in objects_dir.iterdir()} if objects_dir.is_dir() else set()
+    if (len(names), len(objects)) != expected:
+        raise BadSnapshot(f"scope {n}: {len(names)} records and {len(objects)} objects, {MANIFEST} says {expected}: truncated?")
+    records: Dict[str, Dict[str, Tuple[str, int]]] = {}
+    sources: Dict[str, Dict[str, str]] = {}
+    for name in names:
+        try:
+            record = json.loads((entries_dir / name).read_bytes())
+            record["scope"] = target.name  # it named the exporting checkout's scope
+            path = store.entry_path(str(target), record["group"])
+            if os.path.basename(path) != name:
+                raise ValueError("record stored under the wrong name")
+            group, files = store.load_entry(path, by_stem, json.dumps(record).encode())
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise BadSnapshot(f"scope {n}: bad record {name[:12]}: {e}") from None
+        for rel, (obj, size) in files.items():
+            if obj not in objects or (objects_dir / obj).stat().st_size != size:
+                raise BadSnapshot(f"scope {n}: record {name[:12]} names object {obj[:12]}, which is missing or of another size")
+        records[group] = files
+        sources[group] = {rel: str(objects_dir / obj) for rel, (obj, _) in files.items()}
+    desc = {"tool": tool, "parts": parts, "buildroot": build_root, "by_stem": by_stem}
+    return target, desc, records, sources
