@@ -46,10 +46,16 @@ def _ago(when: Optional[float], now: float) -> str:
     return f"{seconds} s ago"
 
 
-def _check_tool(option: str, tool: Optional[str], root: Path) -> None:
+def _start(cacheplug: CachePlug, global_options: GlobalOptions, option: str, tool: Optional[str]) -> Path:
+    """Validate the options (`option` names the goal's tool option, whose value is `tool`);
+    return the cacheplug named cache's root."""
+    cacheplug.validate()
+    store.reset()  # pantsd lives on: directories checked by an earlier goal may be gone
+    root = cache_root(global_options)
     allowed = sorted({*KNOWN_TOOLS, *lifecycle.tools(root)})
     if tool is not None and tool not in allowed:
         raise ValueError(f"Invalid value for `{option}`: {tool!r}. Allowed: {', '.join(allowed)} (or unset: every tool).")
+    return root
 
 
 # --- cache-info ----------------------------------------------------------------------------------
@@ -77,10 +83,7 @@ class CacheInfo(Goal):
 async def cache_info(
     console: Console, subsystem: CacheInfoSubsystem, global_options: GlobalOptions, cacheplug: CachePlug
 ) -> CacheInfo:
-    cacheplug.validate()
-    store.reset()
-    root = cache_root(global_options)
-    _check_tool("[cache-info].tool", subsystem.tool, root)
+    root = _start(cacheplug, global_options, "[cache-info].tool", subsystem.tool)
     infos = [lifecycle.info(scope) for scope in lifecycle.scopes(root, subsystem.tool)]
     budget = cacheplug.max_size_bytes
     if subsystem.format == InfoFormat.json:
@@ -128,10 +131,7 @@ class CachePrune(Goal):
 async def cache_prune(
     console: Console, subsystem: CachePruneSubsystem, global_options: GlobalOptions, cacheplug: CachePlug
 ) -> CachePrune:
-    cacheplug.validate()
-    store.reset()
-    root = cache_root(global_options)
-    _check_tool("[cache-prune].tool", subsystem.tool, root)
+    root = _start(cacheplug, global_options, "[cache-prune].tool", subsystem.tool)
     freed_total, exit_code = lifecycle.collect_stale_temp_dirs(root), 0
     for scope in list(lifecycle.scopes(root, subsystem.tool)):
         try:
@@ -177,14 +177,17 @@ async def cache_export(
     console: Console, subsystem: CacheExportSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
     build_root: BuildRoot,
 ) -> CacheExport:
-    cacheplug.validate()
-    store.reset()
-    root = cache_root(global_options)
-    _check_tool("[cache-export].tool", subsystem.tool, root)
+    root = _start(cacheplug, global_options, "[cache-export].tool", subsystem.tool)
     if not subsystem.output:
         raise ValueError("`[cache-export].output` is required: the path of the archive to write, e.g. --output=mypy-cache.tar.gz")
     # Only this checkout's scopes: the named cache may hold other repos' too.
     scopes = [s for s in lifecycle.scopes(root, subsystem.tool) if lifecycle.describe(s).get("buildroot") == build_root.path]
+    if not scopes:
+        console.print_stderr(
+            f"cache-export: no {subsystem.tool} cache of this checkout in {root}: run the tool first "
+            f"(e.g. `pants check ::`). Nothing written."
+        )
+        return CacheExport(exit_code=1)
     output = Path(build_root.path, subsystem.output)
     entries, size = snapshot.export(scopes, output, cacheplug.lock_timeout)
     console.print_stdout(f"exported {len(scopes)} {subsystem.tool} cache scopes, {entries} entries ({format_size(size)}) to {output}")
@@ -214,13 +217,12 @@ async def cache_import(
     console: Console, subsystem: CacheImportSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
     build_root: BuildRoot,
 ) -> CacheImport:
-    cacheplug.validate()
-    store.reset()
+    root = _start(cacheplug, global_options, "", None)
     if not subsystem.input:
         raise ValueError("`[cache-import].input` is required: the path of an archive written by `cache-export`")
     archive = Path(build_root.path, subsystem.input)
     try:
-        done = snapshot.import_(archive, cache_root(global_options), build_root.path, cacheplug.max_size_bytes,
+        done = snapshot.import_(archive, root, build_root.path, cacheplug.max_size_bytes,
                                 cacheplug.lock_timeout)
     except snapshot.BadSnapshot as e:
         console.print_stderr(f"cache-import: refused {archive}: {e}. The caches were not changed.")

@@ -73,7 +73,7 @@ RUNS_KEPT = 50  # lines of runs.log kept when it is trimmed
 #   "wait:<point>:<n>"    wait there until the file $CACHEPLUG_FAULT_GATE exists (to stage a race);
 #   "nolock"              skip flock entirely, to prove correctness does not depend on the lock;
 #   "euid:<n>"            act as user n, to test caches owned by another user without root.
-# CACHEPLUG_FAULT_LOG=path: append "<point>" there when a kill or enospc fault fires.
+# CACHEPLUG_FAULT_LOG=path: append "<point>" there when a kill, enospc or wait fault fires.
 FAULT = os.environ.get("CACHEPLUG_FAULT", "")
 _fault_hits: Dict[str, int] = {}
 EUID = int(FAULT[5:]) if FAULT.startswith("euid:") else os.geteuid()
