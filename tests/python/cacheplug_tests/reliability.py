@@ -476,12 +476,12 @@ def security(base: Path) -> Outcome:
     scope.parent.rename(outside / "tool")
     scope.parent.symlink_to(outside / "tool")
     attempt("the tool's cache dir is a symlink", named_cache, sources, outside, reused=0)
-    named_cache, scope, sources, outside = fresh("symlinked-lock-and-generation")
-    for name in ("lock", "generation"):
+    named_cache, scope, sources, outside = fresh("symlinked-scope-files")
+    for name in ("lock", "generation", "index.json", "runs.log", "scope.json"):
         (outside / name).write_text("1")
-        (scope / name).unlink()
+        (scope / name).unlink(missing_ok=True)
         (scope / name).symlink_to(outside / name)
-    attempt("the lock and generation files are symlinks", named_cache, sources, outside, reused=len(sources))
+    attempt("the lock, generation, index, run log and scope.json are symlinks", named_cache, sources, outside, reused=len(sources))
 
     # Symlinks the tool leaves in its cache dir are not committed, nor read through.
     named_cache, scope, sources, outside = fresh("tool-symlinks")
