@@ -104,10 +104,10 @@ def test_info_prune_export_import(repo: PantsRepo, tmp_path: Path) -> None:
     # Every module was a hit: mypy re-analysed none. It rewrites the meta of a module whose source
     # has a new absolute path (typeshed lives in this checkout's own named caches) after checking
     # the source hash; a re-analysed module would get a new data_mtime, interface, dependencies.
-    after = _metas(Path(imported_scope["path"]))
-    assert after.keys() == metas.keys()
+    metas_after = _metas(Path(imported_scope["path"]))
+    assert metas_after.keys() == metas.keys()
     for group, meta in metas.items():
-        assert {k: v for k, v in after[group].items() if k not in ("path", "mtime")} == \
+        assert {k: v for k, v in metas_after[group].items() if k not in ("path", "mtime")} == \
             {k: v for k, v in meta.items() if k not in ("path", "mtime")}, group
 
     # A truncated archive is refused and changes nothing.
