@@ -14,7 +14,7 @@ from pants.engine.console import Console
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.rules import Rule, collect_rules, goal_rule
 from pants.option.global_options import GlobalOptions
-from pants.option.option_types import BoolOption, EnumOption, StrOption
+from pants.option.option_types import BoolOption, EnumOption, IntOption, StrOption
 from pants.util.strutil import softwrap
 
 from cacheplug import lifecycle, snapshot, store
@@ -120,6 +120,17 @@ class CachePruneSubsystem(GoalSubsystem):
 
     tool = StrOption(default=None, help="Only this tool's caches (e.g. `mypy`); default: every tool.")
     clear = BoolOption(default=False, help="Delete the caches (of `--tool`, or all) instead of evicting to budget.")
+    unused_days = IntOption(
+        default=None,
+        help=softwrap(
+            """
+            Also delete whole scopes that no run has used for more than this many days (a tool
+            upgrade or new tool options start a new scope; the old one is only ever freed this
+            way or with `--clear`). Runs with `[mypy].shared_cache = "read-only"` do not count
+            as use. `cache-info` shows each scope's last use.
+            """
+        ),
+    )
 
 
 class CachePrune(Goal):
@@ -132,10 +143,14 @@ async def cache_prune(
     console: Console, subsystem: CachePruneSubsystem, global_options: GlobalOptions, cacheplug: CachePlug
 ) -> CachePrune:
     root = _start(cacheplug, global_options, "[cache-prune].tool", subsystem.tool)
-    freed_total, exit_code = lifecycle.collect_stale_temp_dirs(root), 0
+    unused_days = subsystem.unused_days
+    if unused_days is not None and unused_days < 0:
+        raise ValueError(f"Invalid value for `[cache-prune].unused_days`: {unused_days}. It must be a number of days >= 0.")
+    freed_total, exit_code, now = lifecycle.collect_stale_temp_dirs(root), 0, time.time()
     for scope in list(lifecycle.scopes(root, subsystem.tool)):
+        clear = subsystem.clear or (unused_days is not None and lifecycle.unused_for(scope, unused_days, now))
         try:
-            if subsystem.clear:
+            if clear:
                 freed = lifecycle.clear(scope, cacheplug.lock_timeout)
             else:
                 freed = lifecycle.prune(scope, cacheplug.max_size_bytes, cacheplug.lock_timeout)
@@ -144,7 +159,7 @@ async def cache_prune(
             exit_code = 1
             continue
         freed_total += freed
-        what = "cleared" if subsystem.clear else "pruned"
+        what = "cleared" if clear else "pruned"
         console.print_stdout(f"{scope.parent.name} {scope.name[:12]}: {what}, freed {format_size(freed)} ({freed} bytes)")
     console.print_stdout(f"freed {format_size(freed_total)} ({freed_total} bytes) in {root}")
     return CachePrune(exit_code=exit_code)

@@ -28,7 +28,7 @@ class ScopeInfo:
     description: dict  # scope.json: tool, parts, buildroot, by_stem ({} if missing)
     entries: int
     bytes: int
-    last_used: Optional[float]  # epoch seconds: the newest record (setup touches what it reuses)
+    last_used: Optional[float]  # epoch seconds: the newest record (runs mark what they use), or the last run
     runs: int  # of the recent runs counted below
     hits: int  # entries recent runs were given and did not rewrite
     misses: int  # entries recent runs wrote
@@ -92,11 +92,19 @@ def info(scope: Path) -> ScopeInfo:
             continue
         last_used = mtime if last_used is None else max(last_used, mtime)
     runs = store.read_runs(path)[-RECENT_RUNS:]
+    if runs:
+        last_used = max(last_used or 0, runs[-1]["t"])
     return ScopeInfo(
         tool=scope.parent.name, scope_id=scope.name, path=scope, description=describe(scope),
         entries=len(index.entries), bytes=index.bytes(), last_used=last_used, runs=len(runs),
         hits=sum(r["hits"] for r in runs), misses=sum(r["misses"] for r in runs),
     )
+
+
+def unused_for(scope: Path, days: float, now: float) -> bool:
+    """True if no run used `scope` (read-write) in the last `days` days."""
+    last = info(scope).last_used
+    return last is None or now - last > days * 86400
 
 
 class Busy(Exception):

@@ -117,6 +117,8 @@ def test_info_prune_export_import(repo: PantsRepo, tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "refused" in refused.stderr and "not changed" in refused.stderr
     assert _tree(other.named_caches / "cacheplug") == before_tree
 
+    kept = repo.run("cache-prune", "--unused-days=1")  # used minutes ago: stays
+    assert kept.exit_code == 0 and "pruned" in kept.stdout and len(_info(repo)["scopes"]) == 1
     cleared = repo.run("cache-prune", "--clear")
     assert cleared.exit_code == 0 and _info(repo)["scopes"] == []
 
@@ -128,6 +130,7 @@ def test_info_prune_export_import(repo: PantsRepo, tmp_path: Path) -> None:
         (["--cacheplug-max-size=-5MiB", "cache-prune"], ["[cacheplug].max_size", "'-5MiB'"]),
         (["cache-info", "--format=xml"], ["xml", "table", "json"]),
         (["cache-prune", "--tool=nope"], ["[cache-prune].tool", "'nope'", "mypy"]),
+        (["cache-prune", "--unused-days=-1"], ["[cache-prune].unused_days", ">= 0"]),
         (["cache-export"], ["[cache-export].output", "required"]),
         (["cache-import"], ["[cache-import].input", "required"]),
     ],

@@ -237,3 +237,16 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing(tmp_path: Path, named_cac
     with pytest.raises(snapshot.BadSnapshot):
         snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5)
     assert _tree(other) == before
+
+
+def test_a_scope_is_unused_for_days_only_if_no_run_used_it(named_cache: Path) -> None:
+    run_fake(named_cache, {"m0": "def a\n"})
+    scope = scope_path(named_cache)
+    now = time.time()
+    assert not lifecycle.unused_for(scope, 1, now)
+    assert lifecycle.unused_for(scope, 1, now + 2 * 86400)
+    _age_all_records(scope, days=3)
+    (scope / "runs.log").unlink()
+    assert lifecycle.unused_for(scope, 2, now) and not lifecycle.unused_for(scope, 4, now)
+    run_fake(named_cache, {"m0": "def a\n"})  # a run that rewrites nothing still counts (runs.log)
+    assert not lifecycle.unused_for(scope, 2, time.time())
