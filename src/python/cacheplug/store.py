@@ -410,21 +410,25 @@ def evict(scope: str, index: Index, target: int, report: Report) -> None:
     for name in index.bad_records:
         _unlink_quietly(_entry_file(scope, name))
     index.bad_records.clear()
-    if index.bytes() > target:
+    current = index.bytes()  # kept by hand below: summing the index per entry would be quadratic
+    if current > target:
         def last_used(name: str) -> Tuple[int, str]:
             try:
                 return os.lstat(_entry_file(scope, name)).st_mtime_ns, name
             except OSError:
                 return 0, name  # already gone: forget it first
         for name in sorted(index.entries, key=last_used):
-            if index.bytes() <= target:
+            if current <= target:
                 break
             _unlink_quietly(_entry_file(scope, name))
             fault("evict")
-            _unlink_objects(scope, index.remove(name))
+            record_size = index.entries[name][0]
+            freed = index.remove(name)
+            current -= record_size + sum(index.garbage[obj] for obj in freed)
+            _unlink_objects(scope, freed)
             index.garbage.clear()
             report.data["evicted"] = report.data.get("evicted", 0) + 1
-    report.data["freed_bytes"] = report.data.get("freed_bytes", 0) + before - index.bytes()
+    report.data["freed_bytes"] = report.data.get("freed_bytes", 0) + before - current
 
 
 def _entry_file(scope: str, name: str) -> str:
@@ -459,7 +463,8 @@ def collect_temp_files(scope: str, now: float) -> int:
 
 def log_run(scope: str, hits: int, misses: int) -> None:
     """Append this run's counts to runs.log. One short write(2) with O_APPEND, so concurrent runs
-    need no lock; it is trimmed (by whoever gets the lock without waiting) once it grows."""
+    need no lock; it is trimmed (by whoever gets the lock without waiting) once it grows. A line
+    appended to the old file while a trim replaces it is lost: statistics, not cache content."""
     path = os.path.join(scope, "runs.log")
     line = json.dumps({"t": int(time.time()), "hits": hits, "misses": misses}) + "\n"
     try:
