@@ -2,7 +2,7 @@
 machine (CI runners, then `[mypy].shared_cache = "read-only"`). The work behind `pants
 cache-export` and `pants cache-import`.
 
-Archive: a gzipped tar, byte-for-byte reproducible for the same cache content (sorted members,
+Archive: a gzipped tar, byte-for-byte reproducible for the same cache content (members in record order,
 zero times and owners), holding `<n>/entries/<record name>`, `<n>/objects/<sha256>` for each scope
 n, and `snapshot.json` last: {"format", "scopes": [{"dir", "tool", "parts", "by_stem",
 "entries", "objects"}]}.
@@ -46,27 +46,21 @@ class BadSnapshot(Exception):
 
 def export(scopes: list[Path], output: Path, lock_timeout: float) -> Tuple[int, int]:
     """Write `scopes` to the archive `output` (renamed into place whole); return (entries, bytes
-    of cache content). Each scope is read under its lock: one consistent generation."""
+    of cache content)."""
     tmp = output.with_name(f"{store.TMP_PREFIX}{output.name}.{os.getpid()}")
     described: list[dict] = []
-    manifest = {"format": FORMAT, "scopes": described}
     total_entries = total_bytes = 0
     try:
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for n, scope in enumerate(scopes):
-                entries, objects = _read_scope(scope, lock_timeout)
-                for name, data in sorted(entries.items()):
-                    _add(tar, f"{n}/entries/{name}", data)
-                for obj, data in sorted(objects.items()):
-                    _add(tar, f"{n}/objects/{obj}", data)
                 desc = lifecycle.describe(scope)
+                entries, objects, size = _write_scope(tar, str(n), scope, desc.get("by_stem", True), lock_timeout)
                 described.append({"dir": str(n), "tool": scope.parent.name, "parts": desc.get("parts", []),
-                                           "by_stem": desc.get("by_stem", True), "entries": len(entries),
-                                           "objects": len(objects)})
-                total_entries += len(entries)
-                total_bytes += sum(map(len, entries.values())) + sum(map(len, objects.values()))
-            _add(tar, MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+                                  "by_stem": desc.get("by_stem", True), "entries": entries, "objects": objects})
+                total_entries += entries
+                total_bytes += size
+            _add(tar, MANIFEST, json.dumps({"format": FORMAT, "scopes": described}, sort_keys=True).encode())
         os.replace(tmp, output)
     finally:
         if tmp.exists():
@@ -80,14 +74,16 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _read_scope(scope: Path, lock_timeout: float) -> Tuple[Dict[str, bytes], Dict[str, bytes]]:
-    """The scope's valid records and their verified objects (bad ones left out, as setup would)."""
-    by_stem = lifecycle.describe(scope).get("by_stem", True)
+def _write_scope(tar: tarfile.TarFile, n: str, scope: Path, by_stem: bool, lock_timeout: float) -> Tuple[int, int, int]:
+    """Add the scope's valid records and their verified objects (bad ones left out, as setup
+    would) to `tar`, one group at a time, in the records' sorted order (so the archive is the same
+    for the same cache); return (entries, objects, bytes). Under the scope's lock: one consistent
+    generation, and nothing evicted under us."""
     fd = store._lock(str(scope), lock_timeout, store.Report())
     if fd is None:
         raise lifecycle.Busy(f"{scope}: its lock stayed taken for {lock_timeout:g}s")
-    entries: Dict[str, bytes] = {}
-    objects: Dict[str, bytes] = {}
+    entries = size = 0
+    written: set = set()
     try:
         for path in store.iter_entries(str(scope)):
             try:
@@ -96,12 +92,19 @@ def _read_scope(scope: Path, lock_timeout: float) -> Tuple[Dict[str, bytes], Dic
                 contents = {obj: store._read_nofollow(store.object_path(str(scope), obj)) for obj, _ in files.values()}
             except (OSError, ValueError, TypeError, KeyError):
                 continue
-            if all(hashlib.sha256(c).hexdigest() == obj for obj, c in contents.items()):
-                entries[os.path.basename(path)] = data
-                objects.update(contents)
+            if not all(hashlib.sha256(c).hexdigest() == obj for obj, c in contents.items()):
+                continue
+            _add(tar, f"{n}/entries/{os.path.basename(path)}", data)
+            for obj, content in sorted(contents.items()):
+                if obj not in written:  # shared by several groups: stored once
+                    _add(tar, f"{n}/objects/{obj}", content)
+                    written.add(obj)
+                    size += len(content)
+            entries += 1
+            size += len(data)
     finally:
         os.close(fd)
-    return entries, objects
+    return entries, len(written), size
 
 
 def import_(archive: Path, root: Path, build_root: str, max_size: int, lock_timeout: float) -> list[Tuple[Path, int]]:
