@@ -11,7 +11,7 @@ import pytest
 
 from cacheplug import store
 from cacheplug_tests.pants_repo import PantsRepo
-from cacheplug_tests.storekit import disk_bytes
+from cacheplug_tests.storekit import disk_bytes, tree_state
 
 FILES = {
     "src/app/BUILD": "python_sources()\n",
@@ -42,10 +42,6 @@ def _info(repo: PantsRepo, *flags: str) -> dict:
     result = repo.run(*flags, "cache-info", "--format=json")
     assert result.exit_code == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
 def _metas(scope: Path) -> dict[str, dict]:
@@ -112,10 +108,10 @@ def test_info_prune_export_import(repo: PantsRepo, tmp_path: Path) -> None:
 
     # A truncated archive is refused and changes nothing.
     (other.root / "cut.tar.gz").write_bytes((repo.root / "snap.tar.gz").read_bytes()[:5000])
-    before_tree = _tree(other.named_caches / "cacheplug")
+    before_tree = tree_state(other.named_caches / "cacheplug")
     refused = other.run(shared_store, "cache-import", "--input=cut.tar.gz")
     assert refused.exit_code == 1 and "refused" in refused.stderr and "not changed" in refused.stderr
-    assert _tree(other.named_caches / "cacheplug") == before_tree
+    assert tree_state(other.named_caches / "cacheplug") == before_tree
 
     kept = repo.run("cache-prune", "--unused-days=1")  # used minutes ago: stays
     assert kept.exit_code == 0 and "pruned" in kept.stdout and len(_info(repo)["scopes"]) == 1

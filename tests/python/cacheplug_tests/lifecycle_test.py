@@ -28,12 +28,8 @@ from cacheplug_tests.storekit import (
     same_as_cold,
     scope_path,
     start_fake,
+    tree_state,
 )
-
-
-@pytest.fixture
-def named_cache(tmp_path: Path) -> Path:
-    return tmp_path / "named_caches" / "cacheplug"
 
 
 def _age_all_records(scope: Path, days: float = 10) -> None:
@@ -41,10 +37,6 @@ def _age_all_records(scope: Path, days: float = 10) -> None:
     base = time.time() - days * 86400
     for i, record in enumerate(sorted(scope.glob("entries/*/*"))):
         os.utime(record, (base + i, base + i))
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_budget_is_kept_and_the_entries_a_run_used_survive(named_cache: Path) -> None:
@@ -224,7 +216,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing(tmp_path: Path, named_cac
     snapshot.export([scope_path(named_cache)], archive, lock_timeout=5)
     other = tmp_path / "machine2" / "cacheplug"
     run_fake(other, {"m0": "def other\n"})  # the target already holds a cache
-    before = _tree(other)
+    before = tree_state(other)
     if bad == "truncated":
         archive.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
     elif bad == "garbage":
@@ -236,7 +228,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing(tmp_path: Path, named_cac
         archive = tmp_path / "nonexistent.tar.gz"
     with pytest.raises(snapshot.BadSnapshot):
         snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5)
-    assert _tree(other) == before
+    assert tree_state(other) == before
 
 
 def test_a_scope_is_unused_for_days_only_if_no_run_used_it(named_cache: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -41,6 +40,7 @@ from cacheplug_tests.storekit import (
     scope_path,
     start,
     start_fake,
+    tree_state,
 )
 
 
@@ -405,19 +405,6 @@ def disk_full_tmpfs(mountpoint: Path, runs: int, seed: int = 0) -> Outcome:
 # --- S1: hostile files and permissions -------------------------------------------------------------
 
 
-def _tree(path: Path) -> dict[str, str]:
-    """Every path under `path` with its content hash (or link target): to prove it is untouched."""
-    state = {}
-    for p in sorted(path.rglob("*")):
-        if p.is_symlink():
-            state[str(p)] = "-> " + os.readlink(p)
-        elif p.is_file():
-            state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() + f" {p.stat().st_mtime_ns}"
-        else:
-            state[str(p)] = "dir"
-    return state
-
-
 def _symlink_shards(scope: Path, sub: str, outside: Path) -> None:
     """Move each shard dir of scope/sub outside and leave a symlink to it; every other possible
     shard name becomes a symlink to an empty dir outside."""
@@ -446,13 +433,13 @@ def security(base: Path) -> Outcome:
         return named_cache, scope_path(named_cache), sources, outside
 
     def attempt(what: str, named_cache: Path, sources: dict[str, str], outside: Path, reused: int, env: dict[str, str] | None = None) -> Run:
-        before = _tree(outside)
+        before = tree_state(outside)
         sources[f"new{out.tried}"] = "import m0\ndef z\n"  # so that the run has something to commit
         run = run_fake(named_cache, sources, env)
         out.tried += 1
         out.expect_cold(run, sources, what)
         out.expect(run.report.get("reused", 0) <= reused, f"{what}: reused {run.report.get('reused')} entries (at most {reused})")
-        out.expect(_tree(outside) == before, f"{what}: something outside the cache was written")
+        out.expect(tree_state(outside) == before, f"{what}: something outside the cache was written")
         return run
 
     # Private: every directory of the cache is the user's alone.
@@ -488,7 +475,7 @@ def security(base: Path) -> Outcome:
     cache = FAKE_SPEC.sandbox_dir
     argv = ["sh", "-c", f"mkdir -p {cache} && ln -s {outside}/secret.meta.json {cache}/evil.meta.json && "
             f"ln -s {outside} {cache}/dirlink && echo ok > {cache}/good.meta.json"]
-    before = _tree(outside)
+    before = tree_state(outside)
     sandbox = make_sandbox(named_cache, argv)
     run = finish(sandbox, start(sandbox))
     groups = check_scope(scope, group_problem=lambda files: None)[0]
@@ -496,7 +483,7 @@ def security(base: Path) -> Outcome:
     out.expect(run.exit_code == 0 and "good" in groups, "the tool's regular file was not committed")
     out.expect(not {"evil", "dirlink/secret"} & set(groups), f"a symlink the tool made was committed: {sorted(groups)}")
     out.expect(not any(b'"secret"' in p.read_bytes() for p in scope.rglob("*") if p.is_file()), "secret content got into the cache")
-    out.expect(_tree(outside) == before, "something outside the cache was written")
+    out.expect(tree_state(outside) == before, "something outside the cache was written")
 
     # A cache owned by another user is not used, for reading or writing.
     named_cache, scope, sources, outside = fresh("other-user")

@@ -10,11 +10,6 @@ import pytest
 from cacheplug_tests import reliability
 
 
-@pytest.fixture
-def named_cache(tmp_path: Path) -> Path:
-    return tmp_path / "named_caches" / "cacheplug"
-
-
 def _assert_clean(outcome: reliability.Outcome, tried: int) -> None:
     assert outcome.failures == [], outcome.scenario
     assert outcome.tried >= tried, outcome.scenario

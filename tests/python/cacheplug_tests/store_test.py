@@ -29,11 +29,6 @@ from cacheplug_tests.storekit import (
 )
 
 
-@pytest.fixture
-def named_cache(tmp_path: Path) -> Path:
-    return tmp_path / "named_caches" / "cacheplug"
-
-
 def _write_then_exit(code: int) -> list[str]:
     # A tool that writes one cache group, then exits with `code`.
     return ["sh", "-c", f"mkdir -p {FAKE_SPEC.sandbox_dir} && echo {code} > {FAKE_SPEC.sandbox_dir}/a.meta.json; exit {code}"]

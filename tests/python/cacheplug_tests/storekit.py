@@ -201,3 +201,17 @@ def check_scope(
             problems.append(f"{group}: {problem}")
         groups[group] = contents
     return groups, problems
+
+
+def tree_state(path: Path) -> dict[str, str]:
+    """Every path under `path` with its content hash and mtime (or link target): to prove it is
+    untouched."""
+    state = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_symlink():
+            state[str(p)] = "-> " + os.readlink(p)
+        elif p.is_file():
+            state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() + f" {p.stat().st_mtime_ns}"
+        else:
+            state[str(p)] = "dir"
+    return state
