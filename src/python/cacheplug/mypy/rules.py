@@ -12,9 +12,9 @@ so the sandbox copy can be hardlinks, and a module's files commit as one group. 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import shlex
+from dataclasses import dataclass
 from typing import Iterable
 
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
@@ -56,11 +56,13 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
     RemovePrefix,
+    Snapshot,
 )
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.option.global_options import GlobalOptions
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize
 
@@ -72,6 +74,8 @@ from cacheplug.engine import (
     CacheReportRequest,
     CacheSpec,
 )
+from cacheplug.mypy import separate
+from cacheplug.mypy.separate import MyPyTool, SeparateCheckRequest
 from cacheplug.mypy.subsystem import SharedCache
 
 logger = logging.getLogger(__name__)
@@ -125,26 +129,40 @@ def _stable_python(venv: VenvPex, bash: BashBinary) -> FileContent:
     mypy records each module's path in its cache and re-hashes the source (then rewrites the
     module's meta) when the path differs. Run through the sandbox's `.cache/pex_root` symlink, the
     venv's site-packages would have a new path in every sandbox; by its real path it is stable.
+    Paths are relative to the script (the sandbox root), whatever mypy's working directory.
     """
-    venv_dir = shlex.quote(f".cache/pex_root/{venv.venv_rel_dir}")
+    venv_dir = f'"$root"/{shlex.quote(f".cache/pex_root/{venv.venv_rel_dir}")}'
+    python = venv.python.argv0
+    python = shlex.quote(python) if python.startswith("/") else f'"$root"/{shlex.quote(python)}'
     script = f"""\
 #!{bash.path}
-[ -e {venv_dir} ] || {shlex.quote(venv.python.argv0)} -c '' || exit
+root="${{0%/*}}"
+[ -e {venv_dir} ] || {python} -c '' || exit
 exec "$(cd {venv_dir} && pwd -P)/bin/python" "$@"
 """
     return FileContent(STABLE_PYTHON[2:], script.encode(), is_executable=True)
 
 
-@rule(desc="Typecheck using MyPy (cacheplug)", level=LogLevel.DEBUG)
-async def mypy_typecheck_partition(
-    partition: MyPyPartition,
+# mypy's own order of preference among the config files Pants discovers.
+CONFIG_FILES = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
+
+
+@dataclass(frozen=True)
+class MyPyToolRequest:
+    partition: MyPyPartition
+
+
+@rule
+async def mypy_tool(
+    request: MyPyToolRequest,
     config_file: MyPyConfigFile,
     first_party_plugins: MyPyFirstPartyPlugins,
     mypy: MyPy,
     python_setup: PythonSetup,
-    global_options: GlobalOptions,
     bash: BashBinary,
-) -> CheckResult:
+) -> MyPyTool:
+    """The mypy, requirements and flags of a partition; the same for both modes."""
+    partition = request.partition
     # As in Pants' backend: run mypy under the code's own interpreter constraints when they need
     # Python >= 3.8 and the user did not set mypy's.
     tool_interpreter_constraints = (
@@ -157,8 +175,7 @@ async def mypy_typecheck_partition(
         )
         else mypy.interpreter_constraints
     )
-    roots_sources, mypy_pex, extra_type_stubs_pex, requirements_pex = await MultiGet(
-        Get(SourceFiles, SourceFilesRequest(fs.sources for fs in partition.field_sets)),
+    mypy_pex, extra_type_stubs_pex, requirements_pex, config_snapshot = await MultiGet(
         Get(
             VenvPex,
             PexRequest,
@@ -175,13 +192,10 @@ async def mypy_typecheck_partition(
                 hardcoded_interpreter_constraints=partition.interpreter_constraints,
             ),
         ),
+        Get(Snapshot, Digest, config_file.digest),
     )
-
-    python_files = determine_python_files(roots_sources.snapshot.files)
-    file_list_path = "__files.txt"
     # The third-party requirements venv that mypy resolves imports in (`--python-executable`).
-    closure_sources, requirements_venv_pex, file_list_digest, mypy_info = await MultiGet(
-        Get(PythonSourceFiles, PythonSourceFilesRequest(partition.root_targets.closure())),
+    requirements_venv_pex, mypy_info = await MultiGet(
         Get(
             VenvPex,
             PexRequest(
@@ -191,7 +205,6 @@ async def mypy_typecheck_partition(
                 interpreter_constraints=partition.interpreter_constraints,
             ),
         ),
-        Get(Digest, CreateDigest([FileContent(file_list_path, "\n".join(python_files).encode())])),
         Get(PexResolveInfo, VenvPex, mypy_pex),
     )
     mypy_dist = mypy_info.find("mypy")
@@ -199,61 +212,84 @@ async def mypy_typecheck_partition(
     py_version = config_file.python_version_to_autoset(
         partition.interpreter_constraints, python_setup.interpreter_versions_universe
     )
-    shared_cache: SharedCache = mypy.options.shared_cache
-
-    spec = mypy_cache_spec(
-        (
-            partition.description(),
-            f"python={py_version}",
-            *mypy.args,
-            config_file.digest.fingerprint,
-            first_party_plugins.sources_digest.fingerprint,
-        ),
-        mypy_dist.version,
-        shared_cache,
-    )
-    argv = [
-        mypy_pex.pex.argv0,
-        f"--python-executable={STABLE_PYTHON}",
-        *mypy.args,
-    ]
-    if mypy.config:
-        argv.append(f"--config-file={mypy.config}")
-    if py_version:
-        argv.append(f"--python-version={py_version}")
-    argv += mypy_cache_args(spec, shared_cache)
-    argv.append(f"@{file_list_path}")
-
-    input_digest = await Get(
+    # Named explicitly, so that a mypy run in a subdirectory of the sandbox finds it too.
+    config = mypy.config or next((f for f in CONFIG_FILES if f in config_snapshot.files), None)
+    digest = await Get(
         Digest,
         MergeDigests(
             [
-                file_list_digest,
                 first_party_plugins.sources_digest,
-                closure_sources.source_files.snapshot.digest,
                 requirements_venv_pex.digest,
                 config_file.digest,
                 await Get(Digest, CreateDigest([_stable_python(requirements_venv_pex, bash)])),
             ]
         ),
     )
-    source_roots = sorted(
-        set(itertools.chain(first_party_plugins.source_roots, closure_sources.source_roots))
-    )
-    process = await Get(
-        Process,
-        VenvPexProcess(
-            mypy_pex,
-            argv=argv[1:],
-            input_digest=input_digest,
-            extra_env={
-                "PEX_EXTRA_SYS_PATH": ":".join(source_roots),
-                "MYPYPATH": ":".join(source_roots),
+    return MyPyTool(
+        pex=mypy_pex,
+        version=str(mypy_dist.version),
+        python_version=py_version,
+        flags=(*mypy.args, *([f"--python-version={py_version}"] if py_version else [])),
+        config_file=config,
+        digest=digest,
+        python_executable=STABLE_PYTHON,
+        plugin_roots=tuple(first_party_plugins.source_roots),
+        env=FrozenDict(
+            {
                 # As in Pants' backend: always color (post-processed), ansi escapes, no wrapping.
                 "MYPY_FORCE_COLOR": "1",
                 "TERM": "ansi",
                 "MYPY_FORCE_TERMINAL_WIDTH": "642092230765939",
-            },
+            }
+        ),
+    )
+
+
+@rule(desc="Typecheck using MyPy (cacheplug)", level=LogLevel.DEBUG)
+async def mypy_typecheck_partition(
+    partition: MyPyPartition,
+    config_file: MyPyConfigFile,
+    first_party_plugins: MyPyFirstPartyPlugins,
+    mypy: MyPy,
+    global_options: GlobalOptions,
+) -> CheckResult:
+    tool = await Get(MyPyTool, MyPyToolRequest(partition))
+    if mypy.options.separate_compilation:
+        return await Get(CheckResult, SeparateCheckRequest(partition, tool))
+    roots_sources, closure_sources = await MultiGet(
+        Get(SourceFiles, SourceFilesRequest(fs.sources for fs in partition.field_sets)),
+        Get(PythonSourceFiles, PythonSourceFilesRequest(partition.root_targets.closure())),
+    )
+    python_files = determine_python_files(roots_sources.snapshot.files)
+    file_list_path = "__files.txt"
+    file_list_digest = await Get(
+        Digest, CreateDigest([FileContent(file_list_path, "\n".join(python_files).encode())])
+    )
+    shared_cache: SharedCache = mypy.options.shared_cache
+    spec = mypy_cache_spec(
+        (
+            partition.description(),
+            f"python={tool.python_version}",
+            *mypy.args,
+            config_file.digest.fingerprint,
+            first_party_plugins.sources_digest.fingerprint,
+        ),
+        Version(tool.version),
+        shared_cache,
+    )
+    argv = [*tool.argv(), *mypy_cache_args(spec, shared_cache), f"@{file_list_path}"]
+    input_digest = await Get(
+        Digest,
+        MergeDigests([file_list_digest, tool.digest, closure_sources.source_files.snapshot.digest]),
+    )
+    source_roots = ":".join(sorted({*tool.plugin_roots, *closure_sources.source_roots}))
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            tool.pex,
+            argv=argv,
+            input_digest=input_digest,
+            extra_env={**tool.env, "PEX_EXTRA_SYS_PATH": source_roots, "MYPYPATH": source_roots},
             output_directories=(REPORT_DIR,),
             description=f"Run MyPy on {pluralize(len(python_files), 'file')}.",
             level=LogLevel.DEBUG,
@@ -266,7 +302,7 @@ async def mypy_typecheck_partition(
         cache_report = await Get(CacheReport, CacheReportRequest(result, spec))
         # e.g. "mypy cache [python-default, py3.11]: 412 reused, 3 written, ..."
         label = ", ".join(
-            filter(None, [partition.resolve_description, f"py{py_version}" if py_version else ""])
+            filter(None, [partition.resolve_description, f"py{tool.python_version}" if tool.python_version else ""])
         ) or partition.description()
         for warning in cache_report.warnings:
             logger.warning(f"mypy cache [{label}]: {warning}")
@@ -284,6 +320,7 @@ async def mypy_typecheck_partition(
 def rules() -> Iterable[Rule | UnionRule]:
     return [
         *collect_rules(),
+        *separate.rules(),
         UnionRule(CheckRequest, MyPyRequest),
         *pex_from_targets.rules(),
     ]

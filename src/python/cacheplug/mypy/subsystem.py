@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pants.option.option_types import EnumOption
+from pants.option.option_types import BoolOption, EnumOption
 from pants.util.strutil import softwrap
 
 
@@ -26,6 +26,24 @@ class MyPyCacheOptions:
             `read-only`: start from the shared cache, never write it (e.g. CI runners on a
             pre-warmed cache).
             `off`: run mypy cold, with no cache at all.
+            """
+        ),
+    )
+    separate_compilation = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Check each target with its own mypy process (added by the `cacheplug.mypy` backend).
+
+            An import cycle is one unit. Each unit gets the mypy cache of typeshed and the
+            third-party requirements (made once per partition by a base unit) and the cache
+            outputs of its dependencies, and outputs its own modules' cache: a hermetic process
+            that Pants' process cache, local or remote, reuses until its inputs change.
+            Independent units run in parallel. Diagnostics and exit codes are those of the
+            whole-partition run. `[mypy].shared_cache` is not used in this mode.
+
+            Needs dependencies that Pants knows (inferred or declared): a unit sees only the
+            sources and caches of its transitive dependencies.
             """
         ),
     )
