@@ -511,5 +511,6 @@ BAD_OPTION_VALUES = [
     ("--mypy-shared-cache=sometimes", ["--shared-cache in scope 'mypy'", "sometimes", "read-write, read-only, off"]),
     ("--cacheplug-lock-timeout=-1", ["[cacheplug].lock_timeout", "-1", ">= 0"]),
     ("--cacheplug-lock-timeout=nan", ["[cacheplug].lock_timeout", "nan", ">= 0"]),
+    ("--mypy-separate-compilation=maybe", ["--separate-compilation in scope 'mypy'", "maybe", 'Expected "True" or "False"']),
     ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
 ]

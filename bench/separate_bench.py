@@ -1,0 +1,126 @@
+"""Benchmark: mypy separate compilation vs whole-repo cacheplug.mypy vs Pants' builtin backend.
+
+    ./pants run bench/separate_bench.py -- [--modules 1000] [--repeats 1]
+
+Same generated project as bench/mypy_bench.py, in one run, pantsd warm, Pants' default mypy
+(1.1.1) or `--mypy VERSION`.
+Scenarios: cold; one leaf-module body edit; one core-module body edit (the module most others
+import); one core-module interface edit (its `f` changes return type: its importers get errors).
+
+How each mode is made to really run (pantsd memoizes processes whose inputs did not change):
+  - whole-repo modes: `--no-local-cache` and a one-line module that changes every run, as in
+    mypy_bench.py; cold = their named cache deleted.
+  - separate compilation lives on Pants' process cache, so the local cache stays on; cold = a
+    mypy flag with no effect (`--cache-dir`, ignored by `mypy --bazel`) set to a new value, so no
+    unit (nor the base unit) can be reused. Processes run vs reused are read from the backend's
+    own log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cacheplug_tests.mypykit import Project
+from cacheplug_tests.pants_repo import PantsRepo
+from mypy_bench import leaf_and_core, stop_pantsd, timed
+
+MODES = {
+    "builtin": ("pants.backend.python.typecheck.mypy", "mypy_cache"),
+    "cacheplug": ("cacheplug.mypy", "cacheplug"),
+    "separate": ("cacheplug.mypy", None),
+}
+SCENARIOS = ["cold", "leaf body", "core body", "core interface"]
+
+
+def mypy_options(version: str) -> str:
+    """pants.toml lines for a mypy other than Pants' default (unlocked: a benchmark)."""
+    if not version:
+        return ""
+    return f'\n[mypy]\nversion = "mypy=={version}"\nlockfile = "<none>"\nextra_requirements = []\n'
+
+
+def timed_separate(repo: PantsRepo, cold_nonce: int) -> tuple[float, int, int]:
+    start = time.perf_counter()
+    result = repo.run("--mypy-separate-compilation", f"--mypy-args=['--cache-dir=.nonce{cold_nonce}']",
+                      "check", "::", pantsd=True)
+    elapsed = time.perf_counter() - start
+    match = re.search(r"mypy separate compilation \[.*\]: (\d+) units?, (\d+) ran", result.stderr)
+    if result.exit_code not in (0, 1) or not match:
+        raise SystemExit(f"pants check failed ({result.exit_code}):\n{result.stderr[-3000:]}")
+    return elapsed, int(match.group(2)), int(match.group(1)) - int(match.group(2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--mypy", default="", help="a mypy version instead of Pants' default (1.1.1)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cacheplug-separate-bench-"))
+    print(f"project: {args.modules} modules; mypy {args.mypy or 'default'}; repeats: {args.repeats}; "
+          f"work dir {work}", flush=True)
+    times = {m: {s: [] for s in SCENARIOS} for m in MODES}  # type: dict[str, dict[str, list[float]]]
+    processes = {s: [] for s in SCENARIOS}  # type: dict[str, list[tuple[int, int]]]
+    repos = {
+        mode: PantsRepo(
+            work / mode,
+            backends=["pants.backend.python", package],
+            extra_toml='[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
+                       '\n[python-infer]\nuse_rust_parser = true\n' + mypy_options(args.mypy),
+        )
+        for mode, (package, _) in MODES.items()
+    }
+    try:
+        for rep in range(args.repeats):
+            for mode, repo in repos.items():  # interleaved: all see the same machine load
+                project = Project.generate(args.modules, random.Random(rep))
+                leaf, core = leaf_and_core(project)
+                shutil.rmtree(repo.root / "src", ignore_errors=True)
+                repo.write({"src/BUILD": "python_sources()\n", **project.render()})
+                named_cache = MODES[mode][1]
+                if named_cache:
+                    timed(repo)  # warms pantsd and builds the tool PEXes; not measured
+                    shutil.rmtree(repo.named_caches / named_cache, ignore_errors=True)
+                else:
+                    timed_separate(repo, cold_nonce=-1 - rep)  # the same warm-up
+                for scenario in SCENARIOS:
+                    if scenario == "leaf body":
+                        project.modules[leaf].body += 1
+                    elif scenario == "core body":
+                        project.modules[core].body += 1
+                    elif scenario == "core interface":
+                        project.modules[core].returns_int = not project.modules[core].returns_int
+                    repo.write(project.render())
+                    if named_cache:
+                        times[mode][scenario].append(timed(repo))
+                    else:
+                        elapsed, ran, reused = timed_separate(repo, cold_nonce=rep)
+                        times[mode][scenario].append(elapsed)
+                        processes[scenario].append((ran, reused))
+                print(f"  repeat {rep + 1}/{args.repeats} {mode}: "
+                      + ", ".join(f"{s} {times[mode][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
+    finally:
+        for repo in repos.values():
+            stop_pantsd(repo)
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    print(f"\npants check, pantsd warm, mypy {args.mypy or '(Pants default)'} (median of {args.repeats}):")
+    print("  (s) separate compilation, (w) whole-repo cacheplug.mypy, (b) Pants' builtin backend")
+    print(f"  {'scenario':<15} {'(s)':>7} {'(w)':>7} {'(b)':>7} {'s/w':>6} {'s/b':>6}  mypy processes ran / reused")
+    for s in SCENARIOS:
+        sep, whole, builtin = (med(times[m][s]) for m in ("separate", "cacheplug", "builtin"))
+        ran, reused = processes[s][-1]
+        print(f"  {s:<15} {sep:>6.1f}s {whole:>6.1f}s {builtin:>6.1f}s {sep / whole:>6.2f} {sep / builtin:>6.2f}"
+              f"  {ran} / {reused}")
+    print("  targets: leaf body s/w <= 0.3; cold s/w <= 1.5 (2 cores)")
+
+
+if __name__ == "__main__":
+    main()
