@@ -75,7 +75,7 @@ from cacheplug.engine import (
     CacheSpec,
 )
 from cacheplug.mypy import separate
-from cacheplug.mypy.separate import MyPyTool, SeparateCheckRequest
+from cacheplug.mypy.separate import MyPyTool, SeparateCheckRequest, partition_label
 from cacheplug.mypy.subsystem import SharedCache
 
 logger = logging.getLogger(__name__)
@@ -301,9 +301,7 @@ async def mypy_typecheck_partition(
     if shared_cache != SharedCache.off:
         cache_report = await Get(CacheReport, CacheReportRequest(result, spec))
         # e.g. "mypy cache [python-default, py3.11]: 412 reused, 3 written, ..."
-        label = ", ".join(
-            filter(None, [partition.resolve_description, f"py{tool.python_version}" if tool.python_version else ""])
-        ) or partition.description()
+        label = partition_label(partition, tool)
         for warning in cache_report.warnings:
             logger.warning(f"mypy cache [{label}]: {warning}")
         logger.info(f"mypy cache [{label}]: {cache_report.summary()}")

@@ -102,6 +102,12 @@ class MyPyTool:
 SEPARATE_FLAGS = ("--bazel", "--no-sqlite-cache")
 
 
+def partition_label(partition: MyPyPartition, tool: MyPyTool) -> str:
+    """How log lines name a partition, e.g. `python-default, py3.11`."""
+    py = f"py{tool.python_version}" if tool.python_version else ""
+    return ", ".join(filter(None, [partition.resolve_description, py])) or partition.description()
+
+
 @dataclass(frozen=True)
 class SeparateCheckRequest:
     partition: MyPyPartition
@@ -388,7 +394,7 @@ async def mypy_separate_check(
     exit_code, stdout = summary(reports)
     ran = sum(r.ran for r in reports)
     logger.info(
-        f"mypy separate compilation [{partition.description()}]: {pluralize(len(reports), 'unit')}, "
+        f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
         f"{ran} ran, {len(reports) - ran} reused from Pants' process cache"
     )
     return CheckResult(
