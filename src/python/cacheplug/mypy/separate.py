@@ -100,6 +100,9 @@ class MyPyTool:
 
 # Cache files at the working directory, relative paths, zero mtimes (see the module docstring).
 SEPARATE_FLAGS = ("--bazel", "--no-sqlite-cache")
+# mypy 1.1.1 writes some lists of a meta (e.g. contextlib's) in set order, which string hash
+# randomization changes from process to process: a fixed seed makes outputs byte-identical.
+SEPARATE_ENV = {"PYTHONHASHSEED": "0"}
 
 
 def partition_label(partition: MyPyPartition, tool: MyPyTool) -> str:
@@ -279,7 +282,11 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
             argv=(*tool.argv(root="../"), *SEPARATE_FLAGS, f"{BASE_MODULE}.py"),
             input_digest=await Get(Digest, MergeDigests([tool.digest, source_digest])),
             working_directory=BASE_DIR,
-            extra_env={**tool.env, "PEX_EXTRA_SYS_PATH": ":".join(f"../{r}" for r in tool.plugin_roots)},
+            extra_env={
+                **tool.env,
+                **SEPARATE_ENV,
+                "PEX_EXTRA_SYS_PATH": ":".join(f"../{r}" for r in tool.plugin_roots),
+            },
             output_directories=(".",),
             description=f"Run MyPy on typeshed and {pluralize(len(request.imports), 'imported module')}",
             level=LogLevel.DEBUG,
@@ -321,7 +328,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
             tool.pex,
             argv=(*tool.argv(), *SEPARATE_FLAGS, *files),
             input_digest=input_digest,
-            extra_env={**tool.env, "PEX_EXTRA_SYS_PATH": search_path, "MYPYPATH": search_path},
+            extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": search_path, "MYPYPATH": search_path},
             output_files=tuple(outputs),
             description=f"Run MyPy on {ct.representative.address} ({pluralize(len(files), 'file')})",
             level=LogLevel.DEBUG,
