@@ -11,8 +11,9 @@
     not change.
 
 mypy runs with `--bazel`: cache files go to the working directory as `<module path>.meta.json`
-(`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative paths and zero mtimes, so the
-same inputs give byte-identical outputs in any sandbox; and a dependency's cache is trusted as
+(`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative first-party paths and zero
+mtimes, so the same inputs give byte-identical outputs in any sandbox of one machine (typeshed's
+path stays absolute; mypy 1.1.1's indirect dependencies vary); and a dependency's cache is trusted as
 given (no source mtime/size/hash check): Pants' input digests are what keep it valid.
 mypy exits 1 for type errors: a unit's process exits 0 for mypy's 0 and 1 and records mypy's
 code in a file, so results with type errors are cached too (Pants caches successful processes
