@@ -305,6 +305,8 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
     dep_units = await MultiGet(Get(Unit, UnitRequest(d, tool, request.base)) for d in dependencies)
     deps_cache = await Get(Digest, CacheMergeRequest(tuple(u.closure_cache for u in dep_units)))
     own = [t[PythonSourceField] for t in ct.members if t.has_field(PythonSourceField)]
+    if not own:  # a requirement, resources, ...: passes its dependencies' caches on
+        return Unit(deps_cache, None)
     own_sources, closure_sources = await MultiGet(
         Get(SourceFiles, SourceFilesRequest(own)),
         Get(PythonSourceFiles, PythonSourceFilesRequest(ct.closure())),
