@@ -129,15 +129,15 @@ def _stable_python(venv: VenvPex, bash: BashBinary) -> FileContent:
     mypy records each module's path in its cache and re-hashes the source (then rewrites the
     module's meta) when the path differs. Run through the sandbox's `.cache/pex_root` symlink, the
     venv's site-packages would have a new path in every sandbox; by its real path it is stable.
-    Paths are relative to the script (the sandbox root), whatever mypy's working directory.
+    Paths are relative to the script (the sandbox root), whatever mypy's working directory. The
+    venv is made on first use (its pex build, when it came from a cache, did not make it) from the
+    sandbox root: pex resolves the requirements PEX it layers on relative to the working directory.
     """
     venv_dir = f'"$root"/{shlex.quote(f".cache/pex_root/{venv.venv_rel_dir}")}'
-    python = venv.python.argv0
-    python = shlex.quote(python) if python.startswith("/") else f'"$root"/{shlex.quote(python)}'
     script = f"""\
 #!{bash.path}
 root="${{0%/*}}"
-[ -e {venv_dir} ] || {python} -c '' || exit
+[ -e {venv_dir} ] || (cd "$root" && {shlex.quote(venv.python.argv0)} -c '') || exit
 exec "$(cd {venv_dir} && pwd -P)/bin/python" "$@"
 """
     return FileContent(STABLE_PYTHON[2:], script.encode(), is_executable=True)

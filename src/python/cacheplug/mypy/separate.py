@@ -12,9 +12,12 @@
 
 mypy runs with `--bazel`: cache files go to the working directory as `<module path>.meta.json`
 (`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative first-party paths and zero
-mtimes, so the same inputs give byte-identical outputs in any sandbox of one machine (typeshed's
-path stays absolute; mypy 1.1.1's indirect dependencies vary); and a dependency's cache is trusted as
-given (no source mtime/size/hash check): Pants' input digests are what keep it valid.
+mtimes; the base unit then rewrites the absolute paths it recorded for typeshed and third-party
+modules to sandbox-relative ones (`cache_paths.py`). So the same inputs give byte-identical
+outputs in any sandbox, checkout or machine (mypy 1.1.1's indirect dependencies excepted), and a
+unit's process cache key holds no path of this machine: a remote cache serves other machines.
+A dependency's cache is trusted as given (no source mtime/size/hash check): Pants' input digests
+are what keep it valid.
 mypy exits 1 for type errors: a unit's process exits 0 for mypy's 0 and 1 and records mypy's
 code in a file, so results with type errors are cached too (Pants caches successful processes
 only); a crash (exit 2, a signal) fails the process and is never cached.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pkgutil
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -55,6 +59,7 @@ from pants.engine.fs import (
     FileEntry,
     MergeDigests,
     PathGlobs,
+    RemovePrefix,
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
@@ -72,8 +77,17 @@ CACHE_SUFFIXES = (".meta.json", ".data.json", ".meta_ex.json", ".meta.ff", ".dat
 EXIT_CODE_FILE = "__cacheplug_mypy_exit_code"
 BASE_DIR = "__cacheplug_base"
 BASE_MODULE = "__cacheplug_base__"
+CACHE_PATHS = "__cacheplug_cache_paths.py"
 # Exits 0 for mypy's 0 (clean) and 1 (type errors), recording which: both results are cacheable.
 UNIT_WRAPPER = f'"$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] && exit 0; exit $rc'
+# The base unit's: mypy in BASE_DIR, then its cache's paths made sandbox-relative by mypy's own
+# Python (which can read mypy's fixed cache format); `$PYTHON` is that Python, `..` the sandbox
+# root. The `cd` is the wrapper's, not the process's working directory: Pants 2.17 loses an
+# output directory "." of a process with a working directory when it goes through a remote cache.
+BASE_WRAPPER = (
+    f'cd {BASE_DIR} && "$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
+    f'exec "$PYTHON" ../{CACHE_PATHS} ..'
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 logger = logging.getLogger(__name__)
@@ -269,12 +283,21 @@ def cache_globs(*excluded: str) -> PathGlobs:
 async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit:
     """mypy on one file importing every module the partition imports from outside itself. Runs
     in a subdirectory, so that the cache it writes (mypy --bazel: the working directory) is the
-    directory's contents; the type errors of that file (`from pkg import name` is listed as
-    `import pkg.name`) are nobody's and are dropped."""
+    directory's contents (VenvPexProcess makes the argv for it, `BASE_WRAPPER` goes there); the type errors of that file (`from pkg import name` is listed as
+    `import pkg.name`) are nobody's and are dropped. Its cache is then made machine-independent
+    (see `cache_paths.py`)."""
     tool = request.tool
     source = "".join(f"import {name}\n" for name in request.imports)
+    cache_paths = pkgutil.get_data("cacheplug.mypy", "cache_paths.py")
+    assert cache_paths is not None
     source_digest = await Get(
-        Digest, CreateDigest([FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode())])
+        Digest,
+        CreateDigest(
+            [
+                FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode()),
+                FileContent(CACHE_PATHS, cache_paths),
+            ]
+        ),
     )
     process = await Get(
         Process,
@@ -287,15 +310,22 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
                 **tool.env,
                 **SEPARATE_ENV,
                 "PEX_EXTRA_SYS_PATH": ":".join(f"../{r}" for r in tool.plugin_roots),
+                "PYTHON": f"../{tool.pex.python.path}",
             },
-            output_directories=(".",),
             description=f"Run MyPy on typeshed and {pluralize(len(request.imports), 'imported module')}",
             level=LogLevel.DEBUG,
         ),
     )
-    result = await Get(FallibleProcessResult, Process, wrap_unit(process, bash))
-    cache = await Get(Digest, DigestSubset(result.output_digest, cache_globs(f"{BASE_MODULE}.*")))
-    return BaseUnit(cache, result)
+    process = dataclasses.replace(
+        process,
+        argv=(bash.path, "-c", BASE_WRAPPER, "mypy-base-unit", *process.argv),
+        working_directory=None,
+        output_directories=(BASE_DIR,),
+    )
+    result = await Get(FallibleProcessResult, Process, process)
+    output = await Get(Digest, RemovePrefix(result.output_digest, BASE_DIR))
+    cache = await Get(Digest, DigestSubset(output, cache_globs(f"{BASE_MODULE}.*")))
+    return BaseUnit(cache, dataclasses.replace(result, output_digest=output))
 
 
 @rule(desc="Typecheck a target with MyPy (separate compilation)", level=LogLevel.DEBUG)
