@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent
+from pants.engine.process import ProcessResultMetadata
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from cacheplug.mypy.separate import (
@@ -49,15 +50,17 @@ def test_own_lines_keep_a_units_own_files_and_their_continuations() -> None:
     ]
     assert own_lines(output, ["src/ab.py"]) == []  # a path prefix is not the file
 
+RAN = ProcessResultMetadata.Source.RAN
+
 
 def test_summary_is_what_one_mypy_run_would_print() -> None:
-    clean = UnitReport("a", ("a.py", "b.py"), 0, "", True)
-    bad = UnitReport("c", ("c.py",), 1, "c.py:1: error: X  [misc]\nc.py:2: error: Y  [misc]", False)
+    clean = UnitReport("a", ("a.py", "b.py"), 0, "", RAN)
+    bad = UnitReport("c", ("c.py",), 1, "c.py:1: error: X  [misc]\nc.py:2: error: Y  [misc]", ProcessResultMetadata.Source.HIT_LOCALLY)
     assert summary([clean]) == (0, "Success: no issues found in 2 source files\n")
     code, text = summary([clean, bad])
     assert code == 1
     assert text.splitlines()[-1] == "Found 2 errors in 1 file (checked 3 source files)"
-    crash = UnitReport("d", ("d.py",), 2, "Traceback ...", True)
+    crash = UnitReport("d", ("d.py",), 2, "Traceback ...", RAN)
     assert summary([bad, crash])[0] == 2
     assert "Traceback ..." in summary([bad, crash])[1]
 

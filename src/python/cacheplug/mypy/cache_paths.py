@@ -1,25 +1,28 @@
-"""In-sandbox program: make the source paths in a mypy --bazel cache machine-independent.
+"""In-sandbox program: take the machine's paths out of a mypy --bazel cache.
 
     python cache_paths.py SANDBOX_ROOT   (run in the cache directory, by the mypy venv's Python)
 
 mypy records each module's source path in its cache (the meta's `path`, and the data file's tree
 `path`). Under `--bazel`, first-party paths are relative, but typeshed's (mypy 2.x makes it
-absolute even for a relative `--custom-typeshed-dir`) and third-party ones are absolute: inside
-Pants' named caches dir (`~/.cache/pants/named_caches/pex_root/venvs/...`), or inside the
-sandbox through its `.cache/pex_root` link. Those paths differ between users and machines, so the
-separate-compilation base unit's cache — an input of every unit — would give every machine
-its own process cache keys, and no remote cache hit.
+absolute even for a relative `--custom-typeshed-dir`) and third-party ones are absolute, inside
+Pants' named caches dir (`~/.cache/pants/named_caches/pex_root/...`): a user's home directory
+would travel in the separate-compilation base unit's cache, an input of every unit.
 
 This rewrites each such path to the same file's path relative to the sandbox root, through its
-`.cache/pex_root` link (`.cache/pex_root/installed_wheels/<hash>/...`): the same in every
-sandbox, checkout and machine that installed the same wheels. mypy --bazel never
-reads a path back from a cache it is given: it validates a meta by stat-ing the path it found
-itself, so the rewrite changes no result.
+`.cache/pex_root` link (`.cache/pex_root/installed_wheels/<hash>/...`), a path that names the file
+in every sandbox of every machine that installed the same wheels. mypy --bazel never reads a path
+back from a cache it is given (it validates a meta by stat-ing the path it found itself), so the
+rewrite changes no result.
+
+What it cannot undo: mypy hashed each module's data, path included, before this runs, and those
+interface hashes stay in the metas (its own and its dependents'). They depend on where the named
+caches are; recomputing them would mean redoing mypy's dependency graph. So base units are
+byte-identical across machines whose named caches are at the same path (README, "Scaling out").
 
 How, without re-serializing mypy's data: the path is a string that occurs once in the meta and
 once in the data file, so its encoding (JSON, or mypy's fixed format through mypy's own
 encoder) is replaced by the new string's. A module whose files do not show the path exactly
-once each is left as it is (correct, only not shareable across machines); the count is printed.
+once each is left as it is; the counts are printed.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def json_encode(path: str) -> bytes:
 
 def ff_path(meta: bytes) -> str:
     # mypy's own reader (the fixed format is mypy >= 1.20's): this runs in mypy's venv.
-    from librt.internal import ReadBuffer  # type: ignore[import-not-found]  # pants: no-infer-dep
+    from librt.internal import ReadBuffer  # pants: no-infer-dep
     from mypy.cache import read_str  # type: ignore[import-not-found]  # pants: no-infer-dep
 
     buffer = ReadBuffer(meta[2:])  # after the two cache-version bytes
@@ -62,8 +65,8 @@ def ff_path(meta: bytes) -> str:
 
 
 def ff_encode(path: str) -> bytes:
-    from librt.internal import WriteBuffer  # type: ignore[import-not-found]  # pants: no-infer-dep
-    from mypy.cache import write_str  # type: ignore[import-not-found]  # pants: no-infer-dep
+    from librt.internal import WriteBuffer  # pants: no-infer-dep
+    from mypy.cache import write_str  # pants: no-infer-dep
 
     buffer = WriteBuffer()
     write_str(buffer, path)

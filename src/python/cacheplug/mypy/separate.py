@@ -14,8 +14,9 @@ mypy runs with `--bazel`: cache files go to the working directory as `<module pa
 (`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative first-party paths and zero
 mtimes; the base unit then rewrites the absolute paths it recorded for typeshed and third-party
 modules to sandbox-relative ones (`cache_paths.py`). So the same inputs give byte-identical
-outputs in any sandbox, checkout or machine (mypy 1.1.1's indirect dependencies excepted), and a
-unit's process cache key holds no path of this machine: a remote cache serves other machines.
+outputs in any sandbox or checkout (mypy 1.1.1's indirect dependencies excepted), and no unit's
+inputs or outputs name a directory of the machine: a remote cache serves other machines (the
+base unit's interface hashes still depend on where the named caches are: see cache_paths.py).
 A dependency's cache is trusted as given (no source mtime/size/hash check): Pants' input digests
 are what keep it valid.
 mypy exits 1 for type errors: a unit's process exits 0 for mypy's 0 and 1 and records mypy's
@@ -157,7 +158,7 @@ class UnitReport:
     files: tuple[str, ...]
     exit_code: int  # mypy's: 0, 1, or a crash
     output: str  # this unit's own diagnostics (or everything, for a crash)
-    ran: bool  # False: replayed from Pants' process cache
+    source: ProcessResultMetadata.Source  # RAN, or where Pants' process cache had it
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         files=files,
         exit_code=exit_code.code,
         output=output,
-        ran=result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN,
+        source=result.metadata.source(run_id),
     )
     return Unit(await Get(Digest, CacheMergeRequest((own_cache, deps_cache))), report)
 
@@ -423,19 +424,23 @@ async def mypy_separate_check(
     first_party = first_party_modules(
         py_files, {f: str(source_roots.path_to_root[PurePath(f)].path) for f in py_files}
     )
-    imports = external_imports((name for p in parsed for name in p.imports), first_party)
+    # Pants' parser leaves `from __future__ import ...` out; without it in the base, every unit
+    # that has one would analyse `__future__` again.
+    imports = external_imports([*(name for p in parsed for name in p.imports), "__future__"], first_party)
     base = await Get(BaseUnit, BaseUnitRequest(tool, tuple(imports)))
     base_exit = await Get(ExitCode, ExitCodeRequest(base.result))
     results = await MultiGet(Get(Unit, UnitRequest(ct, tool, base.cache)) for ct in units)
     reports = [u.report for u in results if u.report]
     if base_exit.code not in (0, 1):  # a crash: say so; the units re-analyse what it lacks
         reports.insert(0, UnitReport("base unit", (), base_exit.code,
-                                     (base.result.stdout + base.result.stderr).decode(errors="replace"), True))
+                                     (base.result.stdout + base.result.stderr).decode(errors="replace"),
+                                     ProcessResultMetadata.Source.RAN))
     exit_code, stdout = summary(reports)
-    ran = sum(r.ran for r in reports)
+    ran = sum(r.source == ProcessResultMetadata.Source.RAN for r in reports)
+    remote = sum(r.source == ProcessResultMetadata.Source.HIT_REMOTELY for r in reports)
     logger.info(
         f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
-        f"{ran} ran, {len(reports) - ran} reused from Pants' process cache"
+        f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache)"
     )
     return CheckResult(
         exit_code=exit_code,
