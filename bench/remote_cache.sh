@@ -44,15 +44,16 @@ buildgrid_venv() {
     "$python" -m venv "$tmp" >&2
     # pip ships its own CA list: use the bundle Pants is told about, if any (a TLS-re-signing proxy).
     "$tmp/bin/pip" install -q --disable-pip-version-check ${PANTS_CA_CERTS_PATH:+--cert "$PANTS_CA_CERTS_PATH"} \
-      -r "$requirements" >&2 || { rm -rf "$tmp"; die "installing BuildGrid failed"; }
+      -r "$requirements" >"$tmp.log" 2>&1 || { cat "$tmp.log" >&2; rm -rf "$tmp" "$tmp.log"; die "installing BuildGrid failed"; }
+    rm -f "$tmp.log"
     # The venv's Python works from its new path (its scripts would not: we never run them).
     mv -T "$tmp" "$venv" 2>/dev/null || rm -rf "$tmp"
   fi
   echo "$venv"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() {  # PYTHON
+  "$1" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 start() {
@@ -61,7 +62,7 @@ start() {
   dir="$(cd "$dir" && pwd -P)"
   [[ -e "$dir/pid" ]] && die "$dir/pid exists: a server may be running; stop it first"
   venv="$(buildgrid_venv)"
-  port="$(free_port)"
+  port="$(free_port "$venv/bin/python")"
   cat >"$dir/buildgrid.yml" <<EOF
 server:
   - !channel

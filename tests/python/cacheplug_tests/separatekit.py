@@ -1,0 +1,109 @@
+"""What the separate-compilation integration tests share: a generated project with a dependency
+DAG (chains, diamonds), an import cycle, a typed third-party requirement, type errors at several
+depths; a temp repo set up for it; and readers of what `pants check` printed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from cacheplug_tests.mypykit import Project
+from cacheplug_tests.pants_repo import PantsRepo, PantsResult
+
+MYPY_VERSIONS = {
+    "1.1.1": [],  # Pants 2.17's default mypy
+    "2.4.1": ["--mypy-version=mypy==2.4.1", "--mypy-lockfile=<none>", "--mypy-extra-requirements=[]"],
+}
+SEPARATE = "--mypy-separate-compilation"
+EXTRA_FILES = {
+    "src/BUILD": 'python_sources()\n\npython_requirement(name="attrs", requirements=["attrs==23.1.0"])\n',
+    # An import cycle: one unit; an error inside it; a module outside it that uses it.
+    "src/cyc_a.py": "import cyc_b\n\n\ndef a(n: int) -> int:\n    return cyc_b.b(n) if n else 0\n",
+    "src/cyc_b.py": 'import cyc_a\n\n\ndef b(n: int) -> int:\n    return cyc_a.a(n - 1)\n\n\nOOPS: int = "x"\n',
+    "src/uses_cycle.py": "import cyc_a\n\nX: str = cyc_a.a(3)\n",
+    # A typed third-party requirement (attrs ships py.typed; mypy's attrs plugin checks the call).
+    "src/third.py": "import attrs\n\n\n@attrs.define\nclass P:\n    x: int\n\n\nP(x=1)\nP(x=\"s\")\n",
+}
+
+
+def project() -> Project:
+    project = Project.generate(40, random.Random(4))
+    for name in ("m0", "m17", "m39"):  # errors deep (m0: imported most), in the middle, at a leaf
+        project.modules[name].error = True
+    project.modules["m3"].returns_int = False  # errors in the modules that call m3.f
+    return project
+
+
+def diagnostics(result: PantsResult) -> list[str]:
+    lines = result.stderr.splitlines()
+    return sorted(l for l in lines if re.match(r"src/\S+:\d+: (error|note):", l)) + [
+        l for l in lines if l.startswith(("Found ", "Success: "))]
+
+
+def ran(result: PantsResult) -> tuple[int, int]:
+    match = re.search(r"mypy separate compilation \[[^\]]*\]+: (\d+) units?, (\d+) ran", result.stderr)
+    assert match, result.stderr[-3000:]
+    return int(match.group(1)), int(match.group(2))
+
+
+def counter(result: PantsResult, name: str) -> int:
+    match = re.search(rf"^\s*{name}: (\d+)$", result.stderr, re.M)
+    assert match, result.stderr[-3000:]
+    return int(match.group(1))
+
+
+REPO_TOML = (
+    '[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
+    '\n[python-infer]\nuse_rust_parser = true\n'
+)
+
+
+def project_repo(root: Path, project: Project, extra_toml: str = "") -> PantsRepo:
+    """A temp repo with the generated project and EXTRA_FILES, and its own Pants caches."""
+    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + extra_toml)
+    repo.write({**project.render(), **EXTRA_FILES})
+    return repo
+
+
+T = TypeVar("T")
+CACHE_FILE = re.compile(r"\.(meta|data|meta_ex)\.(json|ff)$")
+
+
+def kept_cache_files(result: PantsResult, read: Callable[[Path, Path], T]) -> dict[str, dict[str, T]]:
+    """Per mypy unit (process description), `read(sandbox, file)` of every mypy cache file in its
+    sandbox kept by `--keep-sandboxes=always`: the caches it was given and what it wrote. All
+    kept sandboxes are removed."""
+    found = {}
+    for sandbox, description in re.findall(r"Preserving local process execution dir (\S+) for (.*)", result.stderr):
+        root = Path(sandbox)
+        if description.startswith("Run MyPy on "):
+            found[description] = {
+                str(p.relative_to(root)): read(root, p) for p in root.rglob("*") if p.is_file() and CACHE_FILE.search(p.name)
+            }
+        shutil.rmtree(root, ignore_errors=True)
+    return found
+
+
+# mypy's priority for an "indirect" dependency: a module whose types a module met while checking.
+PRI_INDIRECT = 30
+
+
+def fingerprint(path: Path, exact: bool) -> str:
+    """sha256 of a cache file. Not `exact`: a JSON meta without its indirect dependencies.
+
+    mypy 1.1.1 itself is not deterministic there: plain `mypy --bazel` on `import contextlib`,
+    three times in a row with PYTHONHASHSEED=0, gave contextlib's meta an indirect dependency on
+    `os` once in three. Everything else must still be byte-identical."""
+    data = path.read_bytes()
+    if not exact and path.name.endswith(".meta.json"):
+        meta = json.loads(data)
+        keep = [i for i, prio in enumerate(meta["dep_prios"]) if prio != PRI_INDIRECT]
+        for key in ("dependencies", "dep_prios", "dep_lines"):
+            meta[key] = [meta[key][i] for i in keep]
+        data = json.dumps(meta, sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()
