@@ -86,7 +86,7 @@ UNIT_WRAPPER = f'"$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] && exit
 # root. The `cd` is the wrapper's, not the process's working directory: Pants 2.17 loses an
 # output directory "." of a process with a working directory when it goes through a remote cache.
 BASE_WRAPPER = (
-    f'cd {BASE_DIR} && "$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
+    f'cd {BASE_DIR} || exit 2; "$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
     f'exec "$PYTHON" ../{CACHE_PATHS} ..'
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -284,9 +284,9 @@ def cache_globs(*excluded: str) -> PathGlobs:
 async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit:
     """mypy on one file importing every module the partition imports from outside itself. Runs
     in a subdirectory, so that the cache it writes (mypy --bazel: the working directory) is the
-    directory's contents (VenvPexProcess makes the argv for it, `BASE_WRAPPER` goes there); the type errors of that file (`from pkg import name` is listed as
-    `import pkg.name`) are nobody's and are dropped. Its cache is then made machine-independent
-    (see `cache_paths.py`)."""
+    directory's contents (VenvPexProcess makes the argv for it, `BASE_WRAPPER` goes there); the
+    type errors of that file (`from pkg import name` is listed as `import pkg.name`) are nobody's
+    and are dropped. The paths its cache records are then made sandbox-relative (`cache_paths.py`)."""
     tool = request.tool
     source = "".join(f"import {name}\n" for name in request.imports)
     cache_paths = pkgutil.get_data("cacheplug.mypy", "cache_paths.py")
