@@ -1,5 +1,5 @@
 """Separate-compilation units shared between checkouts through a real REAPI remote cache: BuildGrid
-on loopback (bench/remote_cache.sh), real Pants, real mypy 1.x and 2.x.
+on loopback (bench/remote_cache.sh), real Pants, real mypy.
 
 Checkout A fills the remote cache; checkout B — another directory, its own empty local store and
 named caches, as on another machine — must get every unit from it, with the diagnostics of cold
@@ -68,10 +68,10 @@ def leaked_paths(result: PantsResult, checkout: PantsRepo) -> list[str]:
     return sorted(f"{unit}: {path}: {n}" for unit, files in found.items() for path, ns in files.items() for n in ns)
 
 
-@pytest.mark.parametrize("version", sorted(MYPY_VERSIONS))
-def test_another_checkout_gets_every_unit_from_the_remote_cache(
-    tmp_path: Path, remote_cache: str, version: str
-) -> None:
+def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, remote_cache: str) -> None:
+    """mypy 2.4.1. The path rewrite of 1.x's JSON cache is tested in cache_paths_test; what Pants
+    does (processes, digests, the remote cache) is the same for both; the suite's time is not."""
+    version = "2.4.1"
     generated = project()
     a = project_repo(tmp_path / "a", generated)
     # Another directory, at another depth, with its own empty local store and named caches.
@@ -124,6 +124,9 @@ def test_a_check_runs_locally_when_the_remote_cache_is_down(tmp_path: Path) -> N
             result = check(repo, "2.4.1", SEPARATE, nonce, *remote(address), "--stats-log")
         units, ran_units = ran(result)
         assert units == ran_units, server
-        assert "Failed to read from remote cache" in result.stderr, server  # Pants' warning
         assert counter(result, "remote_cache_requests_cached") == 0
+        if server == "refused":
+            # Pants' warning. A hung server gets none when the process, started locally while the
+            # lookup waits, finishes first and the lookup is cancelled: it depends on timing.
+            assert "Failed to read from remote cache" in result.stderr
         assert diagnostics(result) == diagnostics(cold), server
