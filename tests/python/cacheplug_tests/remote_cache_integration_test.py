@@ -80,8 +80,7 @@ def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, 
     first = check(a, version, SEPARATE, *remote(remote_cache), "--keep-sandboxes=always")
     units, ran_first = ran(first)
     assert units == ran_first
-    # What makes the units' cache keys the same everywhere: no path of this machine in the
-    # caches they are given (the base unit's included) or write.
+    # No path of this checkout in the caches units are given (the base unit's included) or write.
     assert leaked_paths(first, a) == []
 
     fresh = check(b, version, SEPARATE, *remote(remote_cache), "--stats-log")

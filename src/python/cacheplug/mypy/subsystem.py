@@ -42,6 +42,9 @@ class MyPyCacheOptions:
             Independent units run in parallel. Diagnostics and exit codes are those of the
             whole-partition run. `[mypy].shared_cache` is not used in this mode.
 
+            With a remote cache (`[GLOBAL].remote_cache_read`, `remote_store_address`), other
+            checkouts and machines reuse the units too, results with type errors included.
+
             Needs dependencies that Pants knows (inferred or declared): a unit sees only the
             sources and caches of its transitive dependencies.
             """
