@@ -29,21 +29,15 @@ from pathlib import Path
 
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo
+from cacheplug_tests.separatekit import REPO_TOML, counter
 from separate_bench import mypy_options
 
 SERVER_SCRIPT = Path(__file__).parent / "remote_cache.sh"
 BEHAVIORS = ("fetch", "validate", "defer")  # [GLOBAL].cache_content_behavior
-TOML = ('[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
-        '\n[python-infer]\nuse_rust_parser = true\n')
 
 
-def counter(stderr: str, name: str) -> int:
-    match = re.search(rf"^\s*{name}: (\d+)$", stderr, re.M)
-    return int(match.group(1)) if match else -1
-
-
-def run_check(root: Path, files: dict[str, str], version: str, remote: list[str]) -> tuple[float, str]:
-    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=TOML + mypy_options(version))
+def run_check(root: Path, files: dict[str, str], version: str, remote: list[str]) -> float:
+    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + mypy_options(version))
     repo.write(files)
     start = time.perf_counter()
     result = repo.run("--mypy-separate-compilation", *remote, "--stats-log", "check", "::")
@@ -53,11 +47,11 @@ def run_check(root: Path, files: dict[str, str], version: str, remote: list[str]
     line = re.search(r"mypy separate compilation \[.*", result.stderr)
     assert line
     print(f"  {root.name}: {elapsed:.1f}s; {line.group(0).split(': ', 1)[1]}; processes: "
-          f"{counter(result.stderr, 'local_execution_requests')} ran locally, "
-          f"{counter(result.stderr, 'remote_cache_requests_cached')} remote hits, "
-          f"{counter(result.stderr, 'remote_cache_write_successes')} uploaded", flush=True)
+          f"{counter(result, 'local_execution_requests')} ran locally, "
+          f"{counter(result, 'remote_cache_requests_cached')} remote hits, "
+          f"{counter(result, 'remote_cache_write_successes')} uploaded", flush=True)
     shutil.rmtree(root.parent / f"{root.name}-caches", ignore_errors=True)  # ~1 GB per checkout
-    return elapsed, result.stderr
+    return elapsed
 
 
 def main() -> None:
@@ -74,13 +68,13 @@ def main() -> None:
                              stdout=subprocess.PIPE, text=True).stdout.strip()
     remote = ["--remote-cache-read", "--remote-cache-write", f"--remote-store-address={address}"]
     try:
-        cold, _ = run_check(work / "cold", files, args.mypy, [])
-        populate, _ = run_check(work / "populate", files, args.mypy, remote)
+        cold = run_check(work / "cold", files, args.mypy, [])
+        populate = run_check(work / "populate", files, args.mypy, remote)
         fresh: dict[str, list[float]] = {b: [] for b in BEHAVIORS}
         for i in range(args.fresh):
             for behavior in BEHAVIORS:
                 root = work / f"fresh{i}-{behavior}"
-                fresh[behavior].append(run_check(root, files, args.mypy, [*remote, f"--cache-content-behavior={behavior}"])[0])
+                fresh[behavior].append(run_check(root, files, args.mypy, [*remote, f"--cache-content-behavior={behavior}"]))
     finally:
         subprocess.run(["bash", str(SERVER_SCRIPT), "stop", str(server)], check=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo
+from cacheplug_tests.separatekit import REPO_TOML
 from mypy_bench import leaf_and_core, stop_pantsd, timed
 
 MODES = {
@@ -72,8 +73,7 @@ def main() -> None:
         mode: PantsRepo(
             work / mode,
             backends=["pants.backend.python", package],
-            extra_toml='[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
-                       '\n[python-infer]\nuse_rust_parser = true\n' + mypy_options(args.mypy),
+            extra_toml=REPO_TOML + mypy_options(args.mypy),
         )
         for mode, (package, _) in MODES.items()
     }

@@ -28,9 +28,16 @@ from cacheplug_tests.separatekit import CACHE_FILE, fingerprint
 
 BASE = "import __future__\nimport collections\nimport dataclasses\nimport typing\n"
 CODE = {
-    "src/lib.py": "import dataclasses\n\n\n@dataclasses.dataclass\nclass P:\n    x: int\n",
-    "src/app.py": "import collections\n\nfrom lib import P\n\nP(x='s')\nc: 'collections.Counter[str]' = collections.Counter()\n",
+    "src/lib.py": b"import dataclasses\n\n\n@dataclasses.dataclass\nclass P:\n    x: int\n",
+    "src/app.py": b"import collections\n\nfrom lib import P\n\nP(x='s')\nc: 'collections.Counter[str]' = collections.Counter()\n",
 }
+
+
+def write(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
 
 
 def machine(sandbox: Path, named_caches: Path, venv: Path) -> Path:
@@ -90,22 +97,12 @@ def test_base_cache_is_machine_independent_and_used_as_is(tmp_path: Path, versio
 
     # Machine B checks code with A's base cache: every external module is fresh, none re-analysed,
     # and the result is a cold mypy's.
-    unit = b / "unit"
-    for rel, path in cache_a.items():
-        (unit / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, unit / rel)
-    for rel, text in CODE.items():
-        (unit / rel).parent.mkdir(parents=True, exist_ok=True)
-        (unit / rel).write_text(text)
+    unit = write(b / "unit", {**{rel: path.read_bytes() for rel, path in cache_a.items()}, **CODE})
     cached = mypy(b, unit, "--verbose", "src/lib.py", "src/app.py")
     assert cached.returncode == 1
     for module in ("builtins", "collections", "dataclasses", "typing"):
         assert f"Metadata fresh for {module}:" in cached.stdout, cached.stdout[-3000:]
-    cold_dir = tmp_path / "cold"
-    for rel, text in CODE.items():
-        (cold_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (cold_dir / rel).write_text(text)
-    cold = mypy(b, cold_dir, "src/lib.py", "src/app.py")
+    cold = mypy(b, write(tmp_path / "cold", CODE), "src/lib.py", "src/app.py")
 
     def errors(output: str) -> list[str]:
         return sorted(line for line in output.splitlines() if re.match(r"src/\S+:\d+: (error|note)|Found ", line))
