@@ -46,6 +46,7 @@ NAMED_CACHE = "cacheplug"
 NAMED_CACHE_SANDBOX_PATH = ".cache/cacheplug"
 WORK_DIR = ".cacheplug"
 REPORT_PATH = f"{WORK_DIR}/report.json"
+POLICY_PATH = f"{WORK_DIR}/policy.py"
 
 
 class CacheMode(Enum):
@@ -68,9 +69,9 @@ class CacheSpec:
     # True if the tool judges freshness by timestamps across entries, so entries from different
     # runs must not mix: a commit is skipped if another one landed since this run's setup.
     snapshot_consistency: bool = False
-    # (glob, key): a group with a file matching glob that is a JSON object with a truthy `key` is
-    # not given to the tool (it re-creates it), e.g. to work around a tool's incremental bug.
-    withhold_json: tuple[tuple[str, str], ...] = ()
+    # The tool's cache policy: a module (standard library only) that store.py runs in the sandbox
+    # to choose the groups not to give the tool, e.g. "cacheplug.mypy.cache_policy" (see there).
+    policy: Optional[str] = None
     # (glob, keys): a rewritten JSON file matching glob that differs from what the tool was given
     # only in these keys is not committed (e.g. mypy's meta, rewritten for a new source mtime).
     volatile_json: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -147,9 +148,7 @@ def shim_script(
     flags = ["--by-stem"] if spec.group_by_stem else []
     for glob in spec.copy_globs:
         flags += ["--copy", glob]
-    setup_flags = [*flags]
-    for glob, key in spec.withhold_json:
-        setup_flags += ["--withhold", f"{glob}:{key}"]
+    setup_flags = [*flags, *(["--policy", POLICY_PATH] if spec.policy else [])]
     commit_flags = [*flags, "--timeout", str(lock_timeout), "--max-size", str(max_size)]
     if describe:
         commit_flags += ["--describe", describe]
@@ -180,6 +179,20 @@ def shim_script(
     )
 
 
+def sandbox_programs(spec: CacheSpec) -> list[FileContent]:
+    """store.py and the tool's policy module, as the shim runs them in the sandbox."""
+    def source(module: str) -> bytes:
+        package, _, name = module.rpartition(".")
+        data = pkgutil.get_data(package, f"{name}.py")
+        assert data is not None, module
+        return data
+
+    return [
+        FileContent(f"{WORK_DIR}/store.py", source("cacheplug.store")),
+        *([FileContent(POLICY_PATH, source(spec.policy))] if spec.policy else []),
+    ]
+
+
 @rule
 async def wrap_process(
     request: CachedProcessRequest,
@@ -191,20 +204,13 @@ async def wrap_process(
     cacheplug.validate()
     process, spec = request.process, request.spec
     scope_dir = sandbox_scope_dir(spec, build_root.path)
-    store_py = pkgutil.get_data("cacheplug", "store.py")
-    assert store_py is not None
     shim = shim_script(
         process, spec, scope_dir, python.path, cacheplug.lock_timeout, cacheplug.max_size_bytes,
         scope_descriptor(spec, build_root.path),
     )
     files = await Get(
         Digest,
-        CreateDigest(
-            [
-                FileContent(f"{WORK_DIR}/store.py", store_py),
-                FileContent(f"{WORK_DIR}/shim.sh", shim.encode(), is_executable=True),
-            ]
-        ),
+        CreateDigest([*sandbox_programs(spec), FileContent(f"{WORK_DIR}/shim.sh", shim.encode(), is_executable=True)]),
     )
     input_digest = await Get(Digest, MergeDigests([process.input_digest, files]))
     env = dict(process.env)

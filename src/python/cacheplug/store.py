@@ -540,37 +540,31 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set
     return content, os.lstat(dest)
 
 
-def _withheld(contents: Dict[str, bytes], withhold: List[Tuple[str, str]]) -> bool:
-    """True if a file of the group is a JSON object with a truthy `key` (see --withhold)."""
-    for rel, content in contents.items():
-        for glob, key in withhold:
-            if fnmatch.fnmatch(rel, glob):
-                if re.search(rb'"%s":\s*(\[\s*\]|false|null|0|"")[,}]' % re.escape(key.encode()), content):
-                    continue  # the common case, without parsing: empty or false
-                try:
-                    record = json.loads(content)
-                except ValueError:
-                    return True  # not the JSON we expect: do not trust it either
-                if isinstance(record, dict) and record.get(key):
-                    return True
-    return False
+def load_policy(path: str) -> Any:
+    """The tool's policy module (e.g. cacheplug/mypy/cache_policy.py), shipped beside this file:
+    `READS`, globs of the files it reads, and `withhold(groups) -> groups` not to give the tool
+    (it re-creates them), to work around the tool's incremental bugs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cacheplug_tool_policy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def setup(
-    scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], withhold: List[Tuple[str, str]],
-    report: Report,
+    scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], policy: Any, report: Report,
 ) -> None:
     """Give the tool a private copy of the cache at `dest`, and record what it was given."""
-    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object, atime_ns] as given to the tool
-    groups: Dict[str, Optional[int]] = {}  # group -> inode of the record it came from
-    unmarked: List[str] = []  # groups whose record was last marked used over TOUCH_AFTER ago
+    given: Dict[str, Tuple[Dict[str, Tuple[str, int]], Dict[str, os.stat_result], os.stat_result]] = {}
+    reads: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files the policy reads
     generation = 0
     os.makedirs(dest, exist_ok=True)
     made = {dest}  # directories created in dest
     try:
         open_scope(scope)
         generation = read_generation(scope)
-        stale = time.time() - TOUCH_AFTER
         for path in iter_entries(scope):
             try:
                 group, files = load_entry(path, by_stem)
@@ -581,7 +575,6 @@ def setup(
                 report.data["skipped"] += 1
                 report.warn_entry(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
                 continue
-            done = []
             contents = {}
             stats = {}
             try:
@@ -589,31 +582,44 @@ def setup(
                     target = os.path.join(dest, rel)
                     copy = any(fnmatch.fnmatch(rel, g) for g in copy_globs)
                     contents[rel], stats[rel] = _materialize(object_path(scope, obj), target, obj, size, copy, made)
-                    done.append(rel)
                     fault("setup-file")
             except (OSError, ValueError) as e:
-                for rel in done:  # all of a group or none of it
-                    _unlink_quietly(os.path.join(dest, rel))
+                _unlink_group(dest, stats)  # all of a group or none of it
                 report.data["skipped"] += 1
                 if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
                     report.warn_entry(f"ignored cache group {group!r}: {e}")
                 continue
-            if withhold and _withheld(contents, withhold):
-                for rel in done:
-                    _unlink_quietly(os.path.join(dest, rel))
-                report.data["withheld"] = report.data.get("withheld", 0) + 1
-                continue
-            for rel in done:
-                st = stats[rel]
-                seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0], st.st_atime_ns]
-            groups[group] = entry_st.st_ino
-            if entry_st.st_mtime < stale:
-                unmarked.append(group)
-            report.data["reused"] += 1
+            given[group] = (files, stats, entry_st)
+            if policy is not None:
+                reads[group] = {r: c for r, c in contents.items() if any(fnmatch.fnmatch(r, g) for g in policy.READS)}
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
-    write_atomically(manifest, json.dumps(
-        {"generation": generation, "files": seeded, "groups": groups, "unmarked": unmarked}).encode(), "write-manifest")
+    try:
+        withheld = policy.withhold(reads) if policy is not None else set()
+    except Exception as e:  # a policy that fails cannot say what is safe to give: nothing is
+        report.warn(f"cache policy failed, running cold: {type(e).__name__}: {e}")
+        withheld = set(given)
+    for group in withheld & set(given):
+        _unlink_group(dest, given.pop(group)[1])
+        report.data["withheld"] = report.data.get("withheld", 0) + 1
+    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object, atime_ns] as given to the tool
+    stale = time.time() - TOUCH_AFTER
+    for files, stats, _ in given.values():
+        for rel, st in stats.items():
+            seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0], st.st_atime_ns]
+    report.data["reused"] += len(given)
+    write_atomically(manifest, json.dumps({
+        "generation": generation,
+        "files": seeded,
+        "groups": {group: entry_st.st_ino for group, (_, _, entry_st) in given.items()},  # the records they came from
+        # groups whose record was last marked used over TOUCH_AFTER ago
+        "unmarked": [group for group, (_, _, entry_st) in given.items() if entry_st.st_mtime < stale],
+    }).encode(), "write-manifest")
+
+
+def _unlink_group(dest: str, files: Iterable[str]) -> None:
+    for rel in files:
+        _unlink_quietly(os.path.join(dest, rel))
 
 
 # --- commit: merge the tool's writes back --------------------------------------------------------
@@ -849,12 +855,11 @@ def update_locked(
 
 def main(argv: List[str]) -> int:
     """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
-    [--withhold GLOB:KEY]... [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
+    [--policy FILE] [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
     [--max-size BYTES] [--describe JSON]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
     copy_globs = [flags[i + 1] for i, f in enumerate(flags) if f == "--copy"]
-    withhold = [tuple(flags[i + 1].rsplit(":", 1)) for i, f in enumerate(flags) if f == "--withhold"]
     volatile = [(g, k.split(",")) for g, _, k in (flags[i + 1].rpartition(":") for i, f in enumerate(flags) if f == "--volatile")]
     timeout = float(flags[flags.index("--timeout") + 1]) if "--timeout" in flags else 60.0
     max_size = int(flags[flags.index("--max-size") + 1]) if "--max-size" in flags else 0
@@ -867,7 +872,8 @@ def main(argv: List[str]) -> int:
         pass
     try:
         if command == "setup":
-            setup(scope, dest, manifest, by_stem, copy_globs, withhold, report)  # type: ignore[arg-type]
+            policy = load_policy(flags[flags.index("--policy") + 1]) if "--policy" in flags else None
+            setup(scope, dest, manifest, by_stem, copy_globs, policy, report)
         elif command == "commit":
             commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, max_size, describe, report)
         else:

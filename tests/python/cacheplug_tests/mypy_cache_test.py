@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from cacheplug.mypy.subsystem import SharedCache
-from cacheplug_tests.mypykit import Project, run_mypy
+from cacheplug_tests.mypykit import Project, diagnostics, run_mypy
 
 VERSIONS = ["1.1.1", "1.19.1", "2.4.1"]  # Pants 2.17's default, 1.x latest, 2.x
-
-
-def diagnostics(output: str) -> list[str]:
-    # mypy prints modules in processing order, which differs when some come from the cache (a
-    # cold run does too across mypy versions): compare the lines as a multiset.
-    return sorted(output.splitlines())
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -121,10 +121,22 @@ class Project:
         return f"{kind} {name}"
 
 
+CONFIG = "mypy.ini"
+
+
+def diagnostics(output: str) -> list[str]:
+    # mypy prints modules in processing order, which differs when some come from the cache (a
+    # cold run does too across mypy versions): compare the lines as a multiset.
+    return sorted(output.splitlines())
+
+
 def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write) -> tuple[CacheSpec, list[str]]:
-    """The cache spec and argv cacheplug.mypy uses for mypy `version` on `files`."""
+    """The cache spec and argv cacheplug.mypy uses for mypy `version` on `files` (and the config
+    file among them, if any)."""
     spec = mypy_cache_spec(("test",), Version(version), mode)
-    return spec, [mypy_python(version), "-m", "mypy", "--python-version=3.11", *mypy_cache_args(spec, mode), *sorted(files)]
+    config = [f"--config-file={CONFIG}"] if CONFIG in files else []
+    sources = sorted(f for f in files if f.endswith((".py", ".pyi")))
+    return spec, [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec, mode), *sources]
 
 
 def run_mypy(named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write) -> Run:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pkgutil
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from pants.engine.process import Process
 
 from cacheplug import store
 from cacheplug.engine import (
-    NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_scope_dir, scope_descriptor, shim_script,
+    NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_programs, sandbox_scope_dir, scope_descriptor,
+    shim_script,
 )
 
 FAKETOOL = str(Path(__file__).with_name("faketool.py"))
@@ -60,9 +60,8 @@ def make_sandbox(
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
     (root / ".cacheplug").mkdir()
-    store_py = pkgutil.get_data("cacheplug", "store.py")
-    assert store_py
-    (root / ".cacheplug/store.py").write_bytes(store_py)
+    for program in sandbox_programs(spec):
+        (root / program.path).write_bytes(program.content)
     process = Process(argv=tuple(argv), description="test tool")
     shim = shim_script(
         process, spec, sandbox_scope_dir(spec, BUILD_ROOT), sys.executable, lock_timeout, max_size,

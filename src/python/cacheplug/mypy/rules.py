@@ -86,13 +86,6 @@ logger = logging.getLogger(__name__)
 MIXABLE_ENTRIES_SINCE = Version("1.19")
 # mypy's exit codes: 0 clean, 1 type errors (its cache is valid), 2 crash or usage error.
 COMMIT_EXIT_CODES = (0, 1)
-# Before 2.x, incremental mypy can drop an error: a module that imports a module which does not
-# exist is "fresh" on the next run while that import stays missing, and its import-not-found
-# error is not reported again (cf. mypy#20800; reproduced with 1.19.1 alone, with its own SQLite
-# cache). Such a module's JSON meta lists the missing import under "suppressed": it is withheld
-# from the sandbox, so mypy re-checks it (its dependents keep their cache: same interface).
-# 2.4.1 passes our differential test without this.
-WITHHOLD_SUPPRESSED_BEFORE = Version("2")
 
 
 STABLE_PYTHON = "./__cacheplug_stable_python.sh"
@@ -104,7 +97,8 @@ def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache:
         tool="mypy",
         scope=(f"mypy=={mypy_version}", *scope),
         commit_exit_codes=COMMIT_EXIT_CODES,
-        withhold_json=(("*.meta.json", "suppressed"),) if mypy_version < WITHHOLD_SUPPRESSED_BEFORE else (),
+        # Modules whose cache incremental mypy would misread: see there.
+        policy="cacheplug.mypy.cache_policy",
         # The source's mtime is new in every sandbox; mypy then re-hashes the source and, if it
         # is unchanged, rewrites the meta with the new mtime: not worth a commit.
         volatile_json=(("*.meta.json", ("mtime",)),),

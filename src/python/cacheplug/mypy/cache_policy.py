@@ -1,0 +1,73 @@
+"""Which cached mypy modules a run must not be given: run by store.py in the sandbox (standard
+library only), after setup has verified the groups and before mypy starts.
+
+A module withheld from mypy is loaded from its source, as a cold run loads it; its dependents
+keep their cache when its interface did not change. Each rule below is a case where incremental
+mypy, given the module's cache, reports something else than a cold run; each was found by the
+differential tests (cached == cold, generated and real code) and costs re-checking only the
+modules it names:
+
+1. Import errors (mypy >= 1.19; cf. mypy#20800). mypy reports that it cannot find (or analyse) an
+   imported module while it loads the import graph from the module's source. A module loaded from
+   its cache lists the import as "suppressed" and reports nothing for it: 1.19+ replays a fresh
+   module's errors from its meta, but when the module is re-checked because a dependency changed,
+   the error is lost (and the once-per-run "See ...#missing-imports" note moves). So a module
+   whose recorded errors hold an import error is withheld. A suppressed import without one was
+   silenced (`ignore_missing_imports` for that module, `# type: ignore`, a disabled error code) and
+   stays silenced until the config (part of the cache scope) or the module's source (then mypy
+   parses it afresh) changes: withholding those, as cacheplug once did, re-checked every module
+   with an optional third-party import, and its import cycle, on every run. mypy < 1.19 writes no
+   cache for a module with errors, so this rule never matches there.
+2. Deleted modules (mypy 1.x). `from pkg import mod` where `pkg/mod.py` was deleted: cold mypy
+   reports `Module "pkg" has no attribute "mod"`; an importer whose meta lists `pkg.mod` as a
+   dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
+   instead. So when a first-party module's source is gone, its cache and its importers' are
+   withheld. (2.x reports the same either way; its metas are not JSON.)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from typing import Dict, Set
+
+# The files whose contents `withhold` reads: metas (1.x JSON, 2.x fixed format) and 2.x/1.20+'s
+# meta_ex, which holds the module's errors there.
+READS = ("*.meta.json", "*.meta_ex.*")
+
+# mypy's messages for an import it could not follow (mypy/modulefinder.py), as a meta (1.19 JSON)
+# or meta_ex (2.x fixed format, 1.20+ JSON) records them.
+IMPORT_ERROR_TEXTS = (
+    b"Cannot find implementation or library stub for module named",
+    b"module is installed, but missing library stubs or py.typed marker",
+    b"Library stubs not installed for",
+)
+# Top-level keys of a 1.x JSON meta (mypy writes plain paths and module names, no escapes).
+JSON_PATH = re.compile(rb'"path":\s*"([^"\\]*)"')
+JSON_ID = re.compile(rb'"id":\s*"([^"\\]*)"')
+
+
+def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
+    """The groups ({group: {relpath: content of the files matching READS}}) not to give mypy.
+    Runs in the sandbox root, where first-party paths recorded by whole-repo mypy are relative."""
+    withheld = {
+        group for group, files in groups.items()
+        if any(text in content for content in files.values() for text in IMPORT_ERROR_TEXTS)
+    }
+    gone = {}  # module id -> group, for first-party modules whose source was deleted
+    for group, files in groups.items():
+        for rel, content in files.items():
+            if not fnmatch.fnmatch(rel, "*.meta.json"):
+                continue
+            path, module = JSON_PATH.search(content), JSON_ID.search(content)
+            source = path.group(1).decode() if path else ""
+            if module and source and not os.path.isabs(source) and not os.path.exists(source):
+                gone[b'"%s"' % module.group(1)] = group
+    if gone:
+        withheld.update(gone.values())
+        withheld.update(
+            group for group, files in groups.items()
+            if any(name in content for content in files.values() for name in gone)
+        )
+    return withheld
