@@ -138,7 +138,8 @@ def bench_shim(n: int, repeats: int, work: Path, version: str) -> tuple[list[flo
     files = Project.generate(n, random.Random(0)).render()
     named_cache = work / "shim" / "named_caches" / "cacheplug"
     run_mypy(named_cache, files, version)  # warms the shared cache
-    spec, argv = mypy_argv(version, files)
+    spec, argv, inputs = mypy_argv(version, files)
+    files = {**files, **inputs}
     warm = work / "warm-cache"
     shim, direct = [], []
     for i in range(repeats * 3 + 1):

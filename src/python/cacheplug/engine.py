@@ -72,6 +72,7 @@ class CacheSpec:
     # The tool's cache policy: a module (standard library only) that store.py runs in the sandbox
     # to choose the groups not to give the tool, e.g. "cacheplug.mypy.cache_policy" (see there).
     policy: Optional[str] = None
+    policy_config: str = ""  # JSON, given to the policy's `prepare`
     # (glob, keys): a rewritten JSON file matching glob that differs from what the tool was given
     # only in these keys is not committed (e.g. mypy's meta, rewritten for a new source mtime).
     volatile_json: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -149,6 +150,8 @@ def shim_script(
     for glob in spec.copy_globs:
         flags += ["--copy", glob]
     setup_flags = [*flags, *(["--policy", POLICY_PATH] if spec.policy else [])]
+    if spec.policy_config:
+        setup_flags += ["--policy-config", spec.policy_config]
     commit_flags = [*flags, "--timeout", str(lock_timeout), "--max-size", str(max_size)]
     if describe:
         commit_flags += ["--describe", describe]

@@ -542,8 +542,9 @@ def _materialize(src: str, dest: str, obj: str, size: int, copy: bool, made: set
 
 def load_policy(path: str) -> Any:
     """The tool's policy module (e.g. cacheplug/mypy/cache_policy.py), shipped beside this file:
-    `READS`, globs of the files it reads, and `withhold(groups) -> groups` not to give the tool
-    (it re-creates them), to work around the tool's incremental bugs."""
+    `READS`, globs of the files it reads, `withhold(groups) -> groups` not to give the tool (it
+    re-creates them), to work around the tool's incremental bugs; optionally `prepare(config)`,
+    run after setup with the rule's `--policy-config`."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("cacheplug_tool_policy", path)
@@ -555,6 +556,7 @@ def load_policy(path: str) -> Any:
 
 def setup(
     scope: str, dest: str, manifest: str, by_stem: bool, copy_globs: List[str], policy: Any, report: Report,
+    policy_config: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Give the tool a private copy of the cache at `dest`, and record what it was given."""
     given: Dict[str, Tuple[Dict[str, Tuple[str, int]], Dict[str, os.stat_result], os.stat_result]] = {}
@@ -602,6 +604,11 @@ def setup(
     for group in withheld & set(given):
         _unlink_group(dest, given.pop(group)[1])
         report.data["withheld"] = report.data.get("withheld", 0) + 1
+    if policy is not None and hasattr(policy, "prepare"):
+        try:
+            policy.prepare(policy_config or {})
+        except Exception as e:  # it only saves the tool work
+            report.warn(f"cache policy's preparation failed, results unaffected: {type(e).__name__}: {e}")
     seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object, atime_ns] as given to the tool
     stale = time.time() - TOUCH_AFTER
     for files, stats, _ in given.values():
@@ -655,15 +662,16 @@ def _same_json(path: str, stored: str, keys: List[str]) -> bool:
 
 def _changed_groups(
     scope: str, dest: str, seeded: Dict[str, list], by_stem: bool, volatile: List[Tuple[str, List[str]]]
-) -> Tuple[Dict[str, Dict[str, str]], set, Optional[set]]:
+) -> Tuple[Dict[str, Dict[str, str]], set, set, Optional[set]]:
     """Groups with a new, changed or removed file, mapped to all their current files; every group
-    now present; and the groups the tool used (read or replaced a file of), or None if no read
-    was seen at all (atime not kept). A rewrite that changes only `volatile` JSON keys is not a
+    now present; the groups given whose files the tool replaced (rewrote); and the groups the tool
+    used (read or replaced a file of), or None if no read was seen at all (atime not kept). A rewrite that changes only `volatile` JSON keys is not a
     change: mypy rewrites each meta whose source has a new mtime (new in every sandbox), and
     committing those would cost every run a commit per module for nothing."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
     used = set()
+    replaced = set()
     reads_seen = False
     prefix = len(dest.rstrip("/")) + 1
     for root, dirs, names in os.walk(dest):
@@ -686,6 +694,7 @@ def _changed_groups(
                     reads_seen = True
                 continue  # the file the tool was given
             used.add(group)
+            replaced.add(group)
             keys = [k for glob, ks in volatile if fnmatch.fnmatch(rel, glob) for k in ks]
             if keys:
                 if not _same_json(path, object_path(scope, before[3]), keys):
@@ -696,7 +705,7 @@ def _changed_groups(
         group = group_of(rel, by_stem)
         if group in current and rel not in current[group]:
             dirty.add(group)
-    return {g: current[g] for g in dirty}, set(current), used if reads_seen else None
+    return {g: current[g] for g in dirty}, set(current), replaced, used if reads_seen else None
 
 
 def _sha256(path: str) -> str:
@@ -761,7 +770,10 @@ def commit(
     with open(manifest) as f:
         seen = json.load(f)
     open_scope(scope)
-    dirty, present, used = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
+    dirty, present, replaced, used = _changed_groups(scope, dest, seen["files"], by_stem, volatile)
+    # Given, then rewritten by the tool with the same content (or only volatile changes): not a
+    # write, but work the tool redid.
+    report.data["rewritten"] = len(replaced - set(dirty))
     deleted = [g for g in seen["groups"] if g not in present]
     log_run(scope, hits=sum(1 for g in seen["groups"] if g in present and g not in dirty), misses=len(dirty))
     _mark_used(scope, [g for g in seen["unmarked"] if g not in dirty and (used is None or g in used)], seen["groups"])
@@ -855,7 +867,7 @@ def update_locked(
 
 def main(argv: List[str]) -> int:
     """store.py setup|commit SCOPE DEST MANIFEST REPORT [--by-stem] [--copy GLOB]...
-    [--policy FILE] [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
+    [--policy FILE [--policy-config JSON]] [--volatile GLOB:KEY,KEY...]... [--timeout S] [--snapshot]
     [--max-size BYTES] [--describe JSON]"""
     command, scope, dest, manifest, report_path, *flags = argv
     by_stem = "--by-stem" in flags
@@ -873,7 +885,8 @@ def main(argv: List[str]) -> int:
     try:
         if command == "setup":
             policy = load_policy(flags[flags.index("--policy") + 1]) if "--policy" in flags else None
-            setup(scope, dest, manifest, by_stem, copy_globs, policy, report)
+            config = json.loads(flags[flags.index("--policy-config") + 1]) if "--policy-config" in flags else None
+            setup(scope, dest, manifest, by_stem, copy_globs, policy, report, config)
         elif command == "commit":
             commit(scope, dest, manifest, by_stem, volatile, timeout, "--snapshot" in flags, max_size, describe, report)
         else:

@@ -47,4 +47,8 @@ def test_real_code_cached_equals_cold(tmp_path: Path, version: str, config: str)
             shown = {m.group(1) for m in map(IMPORT_ERROR.match, cold.stdout.splitlines()) if m}
             assert cached.report.get("withheld", 0) == (len(shown) if Version(version) >= Version("1.19") else 0), cached.report
             assert cached.report["written"] == cached.report.get("withheld", 0), cached.report
+            if not cached.report.get("withheld"):  # else mypy re-checks their import cycles too
+                # No meta rewritten for a source's new mtime (the quickstart file); mypy rewrites
+                # @plugins_snapshot.json and missing_stubs every run.
+                assert cached.report["rewritten"] <= 2, cached.report
             assert cached.report["reused"] > 50, cached.report

@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
 from cacheplug.engine import CacheSpec
-from cacheplug.mypy.rules import mypy_cache_args, mypy_cache_spec
+from cacheplug.mypy.rules import FILE_LIST, mypy_cache_args, mypy_cache_spec, mypy_inputs
 from cacheplug.mypy.subsystem import SharedCache
 from cacheplug_tests.storekit import Run, finish, make_sandbox, start
 
@@ -130,19 +130,22 @@ def diagnostics(output: str) -> list[str]:
     return sorted(output.splitlines())
 
 
-def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write) -> tuple[CacheSpec, list[str]]:
-    """The cache spec and argv cacheplug.mypy uses for mypy `version` on `files` (and the config
-    file among them, if any)."""
+def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write) -> tuple[CacheSpec, list[str], dict[str, str]]:
+    """The cache spec, argv and added input files (the file list, ...) cacheplug.mypy uses for
+    mypy `version` on `files` (and the config file among them, if any)."""
     spec = mypy_cache_spec(("test",), Version(version), mode)
     config = [f"--config-file={CONFIG}"] if CONFIG in files else []
     sources = sorted(f for f in files if f.endswith((".py", ".pyi")))
-    return spec, [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec, mode), *sources]
+    inputs = {f.path: f.content.decode() for f in mypy_inputs(sources)}
+    argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec, mode), f"@{FILE_LIST}"]
+    return spec, argv, inputs
 
 
 def run_mypy(named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write) -> Run:
     """mypy on `files` as cacheplug runs it: through the shim on `named_cache` with mode's flags;
     with `SharedCache.off` (the cold oracle) straight, as `shared_cache = "off"` does."""
-    spec, argv = mypy_argv(version, files, mode)
+    spec, argv, inputs = mypy_argv(version, files, mode)
+    files = {**files, **inputs}
     if mode == SharedCache.off:
         with tempfile.TemporaryDirectory() as tmp:
             for rel, text in files.items():

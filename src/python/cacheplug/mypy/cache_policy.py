@@ -23,14 +23,25 @@ modules it names:
    dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
    instead. So when a first-party module's source is gone, its cache and its importers' are
    withheld. (2.x reports the same either way; its metas are not JSON.)
+
+And one thing to spare mypy work a cold run does not do either: the sandbox's sources are new
+files, so their mtimes differ from those the metas record; mypy then hashes each source and, when
+the hash matches, rewrites its meta with the new mtime (0.8 s of a 1.2 s warm run on Django's 879
+modules with mypy 1.19.1; and with 2.x, whose `.meta.ff` no commit can tell from a real change,
+a commit of every module). `prepare` writes mypy's quickstart file (`--quickstart-file`, read by
+mypy 1.1 to 2.x): each source's mtime, size and hash as mypy computes it, so mypy takes a meta
+whose hash matches as fresh without hashing or rewriting it. The hashes are computed here from
+the files themselves, so the quickstart file is true by construction.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 import re
-from typing import Dict, Set
+from typing import Any, Dict, Set
 
 # The files whose contents `withhold` reads: metas (1.x JSON, 2.x fixed format) and 2.x/1.20+'s
 # meta_ex, which holds the module's errors there.
@@ -71,3 +82,21 @@ def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
             if any(name in content for content in files.values() for name in gone)
         )
     return withheld
+
+
+def prepare(config: Dict[str, Any]) -> None:
+    """Write mypy's quickstart file (`config["quickstart"]`) for the sources listed one per line
+    in `config["sources"]`, hashed with `config["hash"]` (mypy's `hash_digest`: sha256 before 1.14,
+    sha1 since)."""
+    with open(config["sources"]) as f:
+        sources = [line for line in f.read().splitlines() if line]
+    entries = {}
+    for path in sources:
+        with open(path, "rb") as f:
+            data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+        entries[path] = [mtime, len(data), hashlib.new(config["hash"], data).hexdigest()]
+    tmp = f"{config['quickstart']}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(entries, f)
+    os.replace(tmp, config["quickstart"])  # whole or not at all: mypy warns on a torn one

@@ -12,6 +12,7 @@ so the sandbox copy can be hardlinks, and a module's files commit as one group. 
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ logger = logging.getLogger(__name__)
 MIXABLE_ENTRIES_SINCE = Version("1.19")
 # mypy's exit codes: 0 clean, 1 type errors (its cache is valid), 2 crash or usage error.
 COMMIT_EXIT_CODES = (0, 1)
+# mypy's hash of a source file (`hash_digest`, recorded in metas) is sha1 from 1.14, sha256 before.
+SHA1_SINCE = Version("1.14")
+FILE_LIST = "__files.txt"  # the files to check, one per line (mypy reads `@FILE_LIST`)
+QUICKSTART = "__cacheplug_quickstart.json"  # written by cache_policy.prepare in the sandbox
 
 
 STABLE_PYTHON = "./__cacheplug_stable_python.sh"
@@ -97,8 +102,11 @@ def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache:
         tool="mypy",
         scope=(f"mypy=={mypy_version}", *scope),
         commit_exit_codes=COMMIT_EXIT_CODES,
-        # Modules whose cache incremental mypy would misread: see there.
+        # Modules whose cache incremental mypy would misread, and mypy's quickstart file: see there.
         policy="cacheplug.mypy.cache_policy",
+        policy_config=json.dumps(
+            {"sources": FILE_LIST, "quickstart": QUICKSTART, "hash": "sha1" if mypy_version >= SHA1_SINCE else "sha256"}
+        ),
         # The source's mtime is new in every sandbox; mypy then re-hashes the source and, if it
         # is unchanged, rewrites the meta with the new mtime: not worth a commit.
         volatile_json=(("*.meta.json", ("mtime",)),),
@@ -112,9 +120,17 @@ def mypy_cache_args(spec: CacheSpec, shared_cache: SharedCache) -> list[str]:
     """mypy's flags for the cache, after the user's own (later flags win)."""
     if shared_cache == SharedCache.off:
         return ["--cache-dir=/dev/null"]  # mypy writes no cache there
-    # Sandbox files get fresh mtimes every run: mypy's hash check stays on, its check of the data
-    # file's mtime goes.
-    return ["--skip-cache-mtime-checks", "--no-sqlite-cache", f"--cache-dir={spec.sandbox_dir}"]
+    # Sandbox files get fresh mtimes every run: mypy's hash check stays on (fed by the quickstart
+    # file), its check of the data file's mtime goes.
+    return [
+        "--skip-cache-mtime-checks", "--no-sqlite-cache", f"--cache-dir={spec.sandbox_dir}", f"--quickstart-file={QUICKSTART}",
+    ]
+
+
+def mypy_inputs(python_files: Iterable[str]) -> list[FileContent]:
+    """The file list mypy checks (`@FILE_LIST`), and an empty quickstart file, which the cache
+    policy replaces (mypy warns if the file is missing, e.g. when setup died)."""
+    return [FileContent(FILE_LIST, "\n".join(python_files).encode()), FileContent(QUICKSTART, b"{}")]
 
 
 def _stable_python(venv: VenvPex, bash: BashBinary) -> FileContent:
@@ -255,10 +271,7 @@ async def mypy_typecheck_partition(
         Get(PythonSourceFiles, PythonSourceFilesRequest(partition.root_targets.closure())),
     )
     python_files = determine_python_files(roots_sources.snapshot.files)
-    file_list_path = "__files.txt"
-    file_list_digest = await Get(
-        Digest, CreateDigest([FileContent(file_list_path, "\n".join(python_files).encode())])
-    )
+    file_list_digest = await Get(Digest, CreateDigest(mypy_inputs(python_files)))
     shared_cache: SharedCache = mypy.options.shared_cache
     spec = mypy_cache_spec(
         (
@@ -271,7 +284,7 @@ async def mypy_typecheck_partition(
         Version(tool.version),
         shared_cache,
     )
-    argv = [*tool.argv(), *mypy_cache_args(spec, shared_cache), f"@{file_list_path}"]
+    argv = [*tool.argv(), *mypy_cache_args(spec, shared_cache), f"@{FILE_LIST}"]
     input_digest = await Get(
         Digest,
         MergeDigests([file_list_digest, tool.digest, closure_sources.source_files.snapshot.digest]),
