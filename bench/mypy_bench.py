@@ -18,11 +18,8 @@ Part 2, shim overhead: mypy with a warm cache and nothing changed, through the c
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,14 +62,6 @@ def timed(repo: PantsRepo) -> float:
     if "cacheplug" in str(repo.root.name) and ("mypy cache [" not in result.stderr or "cache unavailable" in result.stderr):
         sys.exit(f"cacheplug's cache was not used:\n{result.stderr[-3000:]}")
     return elapsed
-
-
-def stop_pantsd(repo: PantsRepo) -> None:
-    for pid_file in glob.glob(str(repo.root / ".pids/**/pantsd/pid"), recursive=True):
-        try:
-            os.kill(int(Path(pid_file).read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
 
 
 def timed_plain(root: Path, files: dict[str, str]) -> float:
@@ -127,7 +116,7 @@ def bench_pants(n: int, repeats: int, work: Path) -> dict[str, dict[str, list[fl
                   + ", ".join(f"{s} {times['plain'][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
     finally:
         for repo in repos.values():
-            stop_pantsd(repo)
+            repo.stop_pantsd()
     return times
 
 

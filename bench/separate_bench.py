@@ -30,7 +30,7 @@ from pathlib import Path
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo
 from cacheplug_tests.separatekit import REPO_TOML
-from mypy_bench import leaf_and_core, stop_pantsd, timed
+from mypy_bench import leaf_and_core, timed
 
 MODES = {
     "builtin": ("pants.backend.python.typecheck.mypy", "mypy_cache"),
@@ -108,7 +108,7 @@ def main() -> None:
                       + ", ".join(f"{s} {times[mode][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
     finally:
         for repo in repos.values():
-            stop_pantsd(repo)
+            repo.stop_pantsd()
         shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
     print(f"\npants check, pantsd warm, mypy {args.mypy or '(Pants default)'} (median of {args.repeats}):")

@@ -6,7 +6,9 @@ the pex PEX it built (CACHEPLUG_PEX_PATH) and the CA bundle (PANTS_CA_CERTS_PATH
 
 from __future__ import annotations
 
+import glob
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -91,3 +93,11 @@ search_path = ["<PYENV>", "<PATH>"]
             timeout=900,
         )
         return PantsResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def stop_pantsd(self) -> None:
+        """Stop the pantsd that `run(..., pantsd=True)` started in this repo, if any."""
+        for pid_file in glob.glob(str(self.root / ".pids/**/pantsd/pid"), recursive=True):
+            try:
+                os.kill(int(Path(pid_file).read_text().strip()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass

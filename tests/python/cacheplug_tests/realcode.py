@@ -32,7 +32,15 @@ class Sdist:
 
 
 SDISTS = {s.name: s for s in [
+    # Pure Python, typed to varying degrees, most with import cycles (rich: one of 53 modules).
     Sdist("requests", "2.32.3", "55365417734eb18255590a9ff9eb97e9e1da868d4ccd6402399eaf68af20a760", "src/requests"),
+    Sdist("click", "8.1.7", "ca9853ad459e787e2192211578cc907e7594e294c7ccc834310722b41b9ca6de", "src/click"),
+    Sdist("jinja2", "3.1.4", "4a3aee7acbbe7303aede8e9648d13b8bf88a429282aa6122a993f0ac800cb369", "src/jinja2"),
+    Sdist("httpx", "0.27.2", "f7c2be1d2f3c3c3160d441802406b206c2b76f5947b11115e6df10c6c65e66c2", "httpx"),
+    Sdist("werkzeug", "3.0.4", "34f2371506b250df4d4f84bfe7b0921e4762525762bbd936614909fe25cd7306", "src/werkzeug"),
+    Sdist("markdown-it-py", "3.0.0", "e3f60a94fa066dc52ec76661e37c851cb232d92f9886b15cb560aaada2df8feb", "markdown_it"),
+    Sdist("rich", "13.9.4", "439594978a49a09530cff7ebc4b5c7103ef57baf48d5ea3184f21d9a2befa098", "rich"),
+    Sdist("django", "5.1.4", "de450c09e91879fa5a307f696e57c851955c910a438a35e6b4c895e86bedc82a", "django"),
 ]}
 
 

@@ -10,13 +10,14 @@ from pants.testutil.rule_runner import QueryRule, RuleRunner
 from cacheplug.mypy.separate import (
     CacheMergeRequest,
     UnitReport,
+    base_source,
     external_imports,
-    first_party_modules,
     merge_caches,
     module_prefix,
     own_lines,
     summary,
 )
+from cacheplug.mypy.unit_graph import module_name
 
 
 def test_module_prefix_is_where_mypy_bazel_writes_the_cache() -> None:
@@ -28,11 +29,19 @@ def test_module_prefix_is_where_mypy_bazel_writes_the_cache() -> None:
 
 def test_external_imports_drop_what_first_party_provides() -> None:
     files = ["src/pkg/__init__.py", "src/pkg/mod.py", "src/ns/inner.py"]
-    first_party = first_party_modules(files, {f: "src" for f in files})
+    first_party = {module_name(module_prefix(f, "src")) for f in files}
     assert first_party == {"pkg", "pkg.mod", "ns.inner"}
     imports = ["pkg.mod.name", "pkg", "os.path", "attrs", "ns.inner.x", "ns.other", "json", "json"]
     # `ns` is a namespace directory, not a module: `ns.other` may come from elsewhere.
     assert external_imports(imports, first_party) == ["attrs", "json", "ns.other", "os.path"]
+
+
+def test_base_source_imports_names_as_from_imports() -> None:
+    # `import abc.abstractmethod` would make mypy record a missing module `abc.abstractmethod`,
+    # and typeshed's own `from abc import abstractmethod` would then be Any (issue 15).
+    assert base_source(["abc.abstractmethod", "os", "os.path", "a.b.c"]) == (
+        "from abc import abstractmethod\nimport os\nfrom os import path\nfrom a.b import c\n"
+    )
 
 
 def test_own_lines_keep_a_units_own_files_and_their_continuations() -> None:

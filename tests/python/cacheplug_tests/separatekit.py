@@ -15,10 +15,14 @@ from typing import Callable, TypeVar
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
 
-MYPY_VERSIONS = {
-    "1.1.1": [],  # Pants 2.17's default mypy
-    "2.4.1": ["--mypy-version=mypy==2.4.1", "--mypy-lockfile=<none>", "--mypy-extra-requirements=[]"],
-}
+def mypy_version_args(version: str) -> list[str]:
+    """Pants flags that run mypy `version` (none for Pants 2.17's default, 1.1.1, and its lockfile)."""
+    if version == "1.1.1":
+        return []
+    return [f"--mypy-version=mypy=={version}", "--mypy-lockfile=<none>", "--mypy-extra-requirements=[]"]
+
+
+MYPY_VERSIONS = {v: mypy_version_args(v) for v in ("1.1.1", "2.4.1")}
 SEPARATE = "--mypy-separate-compilation"
 EXTRA_FILES = {
     "src/BUILD": 'python_sources()\n\npython_requirement(name="attrs", requirements=["attrs==23.1.0"])\n',
@@ -68,6 +72,25 @@ def project_repo(root: Path, project: Project, extra_toml: str = "") -> PantsRep
     repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + extra_toml)
     repo.write({**project.render(), **EXTRA_FILES})
     return repo
+
+
+# The configuration real code is checked with in the differential tests and benchmarks: the strict
+# flags find the most differences; third-party packages are not installed.
+REALCODE_CONFIG = "[mypy]\nstrict = True\nignore_missing_imports = True\n"
+
+
+def realcode_repo(root: Path, files: dict[str, str], extra_toml: str = "") -> PantsRepo:
+    """A temp repo holding a real package's files (`src/<package>/...`), one target per file."""
+    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + extra_toml)
+    repo.write({**files, "src/BUILD": 'python_sources(sources=["**/*.py", "**/*.pyi"])\n', "mypy.ini": REALCODE_CONFIG})
+    return repo
+
+
+def sync(repo: PantsRepo, before: dict[str, str], after: dict[str, str]) -> None:
+    """Make the repo's files go from `before` to `after`: changed files written, removed deleted."""
+    repo.write({path: text for path, text in after.items() if before.get(path) != text})
+    for path in before.keys() - after.keys():
+        (repo.root / path).unlink()
 
 
 T = TypeVar("T")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Iterable, Optional
 
+from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 from pants.backend.python.dependency_inference.parse_python_dependencies import (
     ParsedPythonDependencies,
     ParsePythonDependenciesRequest,
@@ -43,10 +44,6 @@ from pants.backend.python.target_types import InterpreterConstraintsField, Pytho
 from pants.backend.python.typecheck.mypy.rules import MyPyPartition, determine_python_files
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
-from pants.backend.python.util_rules.python_sources import (
-    PythonSourceFiles,
-    PythonSourceFilesRequest,
-)
 from pants.core.goals.check import CheckResult
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.system_binaries import BashBinary
@@ -61,16 +58,19 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
     RemovePrefix,
+    Snapshot,
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
-from pants.engine.target import CoarsenedTarget, CoarsenedTargets, CoarsenedTargetsRequest
+from pants.engine.target import Dependencies, DependenciesRequest, Targets
 from pants.option.global_options import GlobalOptions
 from pants.source.source_root import SourceRootsRequest, SourceRootsResult
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize
+
+from cacheplug.mypy.unit_graph import UnitGraph, import_edges, module_name, prefixes, unit_graph
 
 # A module's cache files, by its path prefix (`pkg/mod`, `pkg/__init__`): JSON in 1.x, fixed
 # format in 2.x, and the `meta_ex` file that mypy 1.20+ writes beside the meta.
@@ -80,7 +80,14 @@ BASE_DIR = "__cacheplug_base"
 BASE_MODULE = "__cacheplug_base__"
 CACHE_PATHS = "__cacheplug_cache_paths.py"
 # Exits 0 for mypy's 0 (clean) and 1 (type errors), recording which: both results are cacheable.
-UNIT_WRAPPER = f'"$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] && exit 0; exit $rc'
+# Then, for mypy < 1.19, the unit's metas listed in $NORMALIZE are made deterministic by mypy's
+# own Python, `$PYTHON` (cache_paths.py: indirect dependencies recorded by chance).
+UNIT_WRAPPER = (
+    f'"$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
+    f'[ -z "$NORMALIZE" ] || exec "$PYTHON" {CACHE_PATHS} . $NORMALIZE'
+)
+# mypy's caches are deterministic from 1.19 (see cache_paths.py).
+DETERMINISTIC_SINCE = Version("1.19")
 # The base unit's: mypy in BASE_DIR, then its cache's paths made sandbox-relative by mypy's own
 # Python (which can read mypy's fixed cache format); `$PYTHON` is that Python, `..` the sandbox
 # root. The `cd` is the wrapper's, not the process's working directory: Pants 2.17 loses an
@@ -147,9 +154,12 @@ class BaseUnit:
 
 @dataclass(frozen=True)
 class UnitRequest:
-    target: CoarsenedTarget
+    graph: UnitGraph
+    index: int  # of the unit in `graph`
     tool: MyPyTool
-    base: Digest
+    base: Digest  # the base unit's cache
+    sources: Digest  # every first-party source file of the partition (its closure)
+    search_path: str  # MYPYPATH: the source roots, as in whole-repo mode
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,8 @@ class UnitReport:
 @dataclass(frozen=True)
 class Unit:
     closure_cache: Digest  # own modules' cache + the dependencies' closures
-    report: Optional[UnitReport]  # None: no files for mypy (a requirement, resources, ...)
+    closure_sources: Digest  # own sources + the dependencies' closures
+    report: UnitReport
 
 
 def module_prefix(path: str, source_root: str) -> str:
@@ -174,17 +185,10 @@ def module_prefix(path: str, source_root: str) -> str:
     return rel.rsplit(".", 1)[0]
 
 
-def first_party_modules(files: Iterable[str], roots: dict[str, str]) -> set[str]:
-    return {module_prefix(f, roots[f]).replace("/", ".").removesuffix(".__init__") for f in files}
-
-
 def external_imports(imports: Iterable[str], first_party: set[str]) -> list[str]:
     """The imports that no first-party module provides: `a.b.c` is first-party if `a.b.c`, `a.b`
     or `a` is a first-party module (`from pkg.mod import name` parses as `pkg.mod.name`)."""
-    def provided(name: str) -> bool:
-        parts = name.split(".")
-        return any(".".join(parts[:i]) in first_party for i in range(1, len(parts) + 1))
-    return sorted({i for i in imports if not provided(i)})
+    return sorted({i for i in imports if not any(p in first_party for p in prefixes(i))})
 
 
 def own_lines(output: str, files: Iterable[str]) -> list[str]:
@@ -219,6 +223,24 @@ def summary(reports: Iterable[UnitReport]) -> tuple[int, str]:
     return 0, "\n".join([*lines, f"Success: no issues found in {pluralize(files, 'source file')}"]) + "\n"
 
 
+def base_source(imports: Iterable[str]) -> str:
+    """The base unit's file: `from a.b import c` for each imported name `a.b.c`, `import a` for `a`.
+
+    Pants lists both `import a.b.c` and `from a.b import c` as `a.b.c`, a module or a name in one.
+    `import a.b.c` of a name that is no module would make mypy record `a.b.c` as a missing module
+    for the whole process, and every later `from a.b import c` of it, typeshed's own included
+    (`typing` does `from abc import abstractmethod`), would then bind `c` to Any: the base cache
+    would hold a typeshed with Any where its types are, and every unit would inherit it (wrong
+    `no-any-return`, `has-type` errors). `from a.b import c` imports `a.b`, and `a.b.c` too if it
+    is a module, and records nothing missing when `c` is a name; where it is neither, the error is
+    this file's, which nobody reads."""
+    lines = []
+    for name in imports:
+        package, _, last = name.rpartition(".")
+        lines.append(f"from {package} import {last}\n" if package else f"import {name}\n")
+    return "".join(lines)
+
+
 def first_wins(entry_lists: Iterable[Iterable[FileEntry]]) -> list[FileEntry]:
     """Merges entries, the first list holding a path winning it (see `merge_caches`)."""
     merged: dict[str, FileEntry] = {}
@@ -245,6 +267,12 @@ async def merge_caches(request: CacheMergeRequest) -> Digest:
         entries = await MultiGet(Get(DigestEntries, Digest, d) for d in request.digests)
         files = first_wins([e for e in es if isinstance(e, FileEntry)] for es in entries)
         return await Get(Digest, CreateDigest(files))
+
+
+def cache_paths_program() -> FileContent:
+    program = pkgutil.get_data("cacheplug.mypy", "cache_paths.py")
+    assert program is not None
+    return FileContent(CACHE_PATHS, program)
 
 
 def wrap_unit(process: Process, bash: BashBinary) -> Process:
@@ -285,20 +313,11 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     """mypy on one file importing every module the partition imports from outside itself. Runs
     in a subdirectory, so that the cache it writes (mypy --bazel: the working directory) is the
     directory's contents (VenvPexProcess makes the argv for it, `BASE_WRAPPER` goes there); the
-    type errors of that file (`from pkg import name` is listed as `import pkg.name`) are nobody's
-    and are dropped. The paths its cache records are then made sandbox-relative (`cache_paths.py`)."""
+    type errors of that file (see `base_source`) are nobody's and are dropped. The paths its cache records are then made sandbox-relative (`cache_paths.py`)."""
     tool = request.tool
-    source = "".join(f"import {name}\n" for name in request.imports)
-    cache_paths = pkgutil.get_data("cacheplug.mypy", "cache_paths.py")
-    assert cache_paths is not None
+    source = base_source(request.imports)
     source_digest = await Get(
-        Digest,
-        CreateDigest(
-            [
-                FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode()),
-                FileContent(CACHE_PATHS, cache_paths),
-            ]
-        ),
+        Digest, CreateDigest([FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode()), cache_paths_program()])
     )
     process = await Get(
         Process,
@@ -329,42 +348,43 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     return BaseUnit(cache, dataclasses.replace(result, output_digest=output))
 
 
-@rule(desc="Typecheck a target with MyPy (separate compilation)", level=LogLevel.DEBUG)
+@rule(desc="Typecheck a unit with MyPy (separate compilation)", level=LogLevel.DEBUG)
 async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Unit:
-    ct, tool = request.target, request.tool
-    dependencies = sorted(ct.dependencies, key=lambda d: d.representative.address)
-    dep_units = await MultiGet(Get(Unit, UnitRequest(d, tool, request.base)) for d in dependencies)
-    deps_cache = await Get(Digest, CacheMergeRequest(tuple(u.closure_cache for u in dep_units)))
-    own = [t[PythonSourceField] for t in ct.members if t.has_field(PythonSourceField)]
-    if not own:  # a requirement, resources, ...: passes its dependencies' caches on
-        return Unit(deps_cache, None)
-    own_sources, closure_sources = await MultiGet(
-        Get(SourceFiles, SourceFilesRequest(own)),
-        Get(PythonSourceFiles, PythonSourceFilesRequest(ct.closure())),
+    graph, tool = request.graph, request.tool
+    files = graph.units[request.index]
+    dep_units = await MultiGet(
+        Get(Unit, UnitRequest(graph, d, tool, request.base, request.sources, request.search_path))
+        for d in graph.deps[request.index]
     )
-    files = determine_python_files(own_sources.snapshot.files)
-    if not files:
-        return Unit(deps_cache, None)
-    roots = await Get(SourceRootsResult, SourceRootsRequest.for_files(files))
+    deps_cache, own_sources = await MultiGet(
+        Get(Digest, CacheMergeRequest(tuple(u.closure_cache for u in dep_units))),
+        Get(Digest, DigestSubset(request.sources, PathGlobs(files))),
+    )
+    closure_sources, given_cache = await MultiGet(
+        Get(Digest, MergeDigests([own_sources, *(u.closure_sources for u in dep_units)])),
+        Get(Digest, CacheMergeRequest((deps_cache, request.base))),
+    )
     outputs = [
-        module_prefix(f, str(roots.path_to_root[PurePath(f)].path)) + suffix
+        graph.modules[f].replace(".", "/") + ("/__init__" if f.endswith(("__init__.py", "__init__.pyi")) else "") + suffix
         for f in files
         for suffix in CACHE_SUFFIXES
     ]
-    given_cache = await Get(Digest, CacheMergeRequest((deps_cache, request.base)))
-    input_digest = await Get(
-        Digest, MergeDigests([tool.digest, given_cache, closure_sources.source_files.snapshot.digest])
-    )
-    search_path = ":".join(sorted({*tool.plugin_roots, *closure_sources.source_roots}))
+    normalize: dict[str, str] = {}
+    programs = []
+    if Version(tool.version) < DETERMINISTIC_SINCE:
+        normalize = {"NORMALIZE": " ".join(o for o in outputs if o.endswith(".meta.json")), "PYTHON": str(tool.pex.python.path)}
+        programs = [await Get(Digest, CreateDigest([cache_paths_program()]))]
+    input_digest = await Get(Digest, MergeDigests([tool.digest, given_cache, closure_sources, *programs]))
     process = await Get(
         Process,
         VenvPexProcess(
             tool.pex,
             argv=(*tool.argv(), *SEPARATE_FLAGS, *files),
             input_digest=input_digest,
-            extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": search_path, "MYPYPATH": search_path},
+            extra_env={**tool.env, **SEPARATE_ENV, **normalize,
+                       "PEX_EXTRA_SYS_PATH": request.search_path, "MYPYPATH": request.search_path},
             output_files=tuple(outputs),
-            description=f"Run MyPy on {ct.representative.address} ({pluralize(len(files), 'file')})",
+            description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'file')} in its import cycle" if len(files) > 1 else ""),
             level=LogLevel.DEBUG,
         ),
     )
@@ -380,57 +400,94 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         else stdout + result.stderr.decode(errors="replace")
     )
     report = UnitReport(
-        description=ct.representative.address.spec,
+        description=files[0],
         files=files,
         exit_code=exit_code.code,
         output=output,
         source=result.metadata.source(run_id),
     )
-    return Unit(await Get(Digest, CacheMergeRequest((own_cache, deps_cache))), report)
+    return Unit(await Get(Digest, CacheMergeRequest((own_cache, deps_cache))), closure_sources, report)
 
 
-def _closure(roots: Iterable[CoarsenedTarget]) -> list[CoarsenedTarget]:
-    seen: dict[CoarsenedTarget, None] = {}
-    for root in roots:
-        for ct in root.coarsened_closure():
-            seen.setdefault(ct, None)
-    return sorted(seen, key=lambda ct: ct.representative.address)
+@dataclass(frozen=True)
+class PartitionGraphRequest:
+    partition: MyPyPartition
 
 
-@rule(desc="Typecheck using MyPy (separate compilation)", level=LogLevel.DEBUG)
-async def mypy_separate_check(
-    request: SeparateCheckRequest, python_setup: PythonSetup, global_options: GlobalOptions
-) -> CheckResult:
-    partition, tool = request.partition, request.tool
-    roots = await Get(CoarsenedTargets, CoarsenedTargetsRequest(fs.address for fs in partition.field_sets))
-    units = _closure(roots)
-    targets = [t for ct in units for t in ct.members if t.has_field(PythonSourceField)]
+@dataclass(frozen=True)
+class PartitionGraph:
+    graph: UnitGraph
+    sources: Digest  # the files of the graph
+    search_path: str
+    imports: tuple[str, ...]  # imported modules that no first-party file provides: the base unit's
+    missing_dependencies: tuple[tuple[str, str], ...]  # (file, file it imports) Pants' dependencies lack
+
+
+@rule(desc="Find mypy's import graph (separate compilation)", level=LogLevel.DEBUG)
+async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSetup) -> PartitionGraph:
+    """The unit graph of a partition's first-party files: every file whole-repo mypy would see
+    (the partition's roots and their closure), from their imports (see unit_graph.py)."""
+    targets = [t for t in request.partition.root_targets.closure() if t.has_field(PythonSourceField)]
     sources = await Get(SourceFiles, SourceFilesRequest(t[PythonSourceField] for t in targets))
-    py_files = [f for f in sources.snapshot.files if f.endswith((".py", ".pyi"))]
+    py_files = determine_python_files(sources.snapshot.files)  # a .pyi hides its .py, as in whole-repo mode
     source_roots = await Get(SourceRootsResult, SourceRootsRequest.for_files(py_files))
+    roots = {f: str(source_roots.path_to_root[PurePath(f)].path) for f in py_files}
+    owners = {f: t for t in targets for f in [t[PythonSourceField].file_path] if f in roots}
+    checked = sorted(owners)
     # The same requests as dependency inference's: already answered, from memory or Pants' cache.
     parsed = await MultiGet(
         Get(
             ParsedPythonDependencies,
             ParsePythonDependenciesRequest(
-                t[PythonSourceField],
-                InterpreterConstraints.create_from_compatibility_fields(
-                    [t[InterpreterConstraintsField]], python_setup
-                ),
+                owners[f][PythonSourceField],
+                InterpreterConstraints.create_from_compatibility_fields([owners[f][InterpreterConstraintsField]], python_setup),
             ),
         )
-        for t in targets
+        for f in checked
     )
-    first_party = first_party_modules(
-        py_files, {f: str(source_roots.path_to_root[PurePath(f)].path) for f in py_files}
-    )
+    pants_deps = await MultiGet(Get(Targets, DependenciesRequest(owners[f][Dependencies])) for f in checked)
+    modules = {f: module_name(module_prefix(f, roots[f])) for f in checked}
+    imports = {f: list(p.imports) for f, p in zip(checked, parsed)}
+    graph = unit_graph(modules, imports)
+    edges = import_edges(modules, imports)
+    missing = []
+    for f, deps in zip(checked, pants_deps):
+        listed = {t[PythonSourceField].file_path for t in deps if t.has_field(PythonSourceField)}
+        missing += [(f, d) for d in sorted(edges[f] - listed)]
     # Pants' parser leaves `from __future__ import ...` out; without it in the base, every unit
     # that has one would analyse `__future__` again.
-    imports = external_imports([*(name for p in parsed for name in p.imports), "__future__"], first_party)
-    base = await Get(BaseUnit, BaseUnitRequest(tool, tuple(imports)))
+    external = external_imports([*(n for names in imports.values() for n in names), "__future__"], set(modules.values()))
+    snapshot = await Get(Snapshot, DigestSubset(sources.snapshot.digest, PathGlobs(checked)))
+    return PartitionGraph(graph, snapshot.digest, ":".join(sorted({*roots.values()})), tuple(external), tuple(missing))
+
+
+def graph_summary(graph: UnitGraph, missing: Iterable[tuple[str, str]]) -> str:
+    """Why the units are what they are, for the log line."""
+    cycles = [u for u in graph.units if len(u) > 1]
+    parts = []
+    if cycles:
+        largest = max(cycles, key=len)
+        parts.append(f"{sum(map(len, cycles))} files in {pluralize(len(cycles), 'import cycle')}, one unit each "
+                     f"(largest: {largest[0]} and {len(largest) - 1} more)")
+    missing = list(missing)
+    if missing:
+        examples = ", ".join(f"{a} imports {b}" for a, b in missing[:3])
+        parts.append(f"{pluralize(len(missing), 'import')} that Pants' dependencies lack, followed as mypy does (e.g. {examples})")
+    return "; ".join(parts)
+
+
+@rule(desc="Typecheck using MyPy (separate compilation)", level=LogLevel.DEBUG)
+async def mypy_separate_check(request: SeparateCheckRequest, global_options: GlobalOptions) -> CheckResult:
+    partition, tool = request.partition, request.tool
+    found = await Get(PartitionGraph, PartitionGraphRequest(partition))
+    graph = found.graph
+    base = await Get(BaseUnit, BaseUnitRequest(tool, found.imports))
     base_exit = await Get(ExitCode, ExitCodeRequest(base.result))
-    results = await MultiGet(Get(Unit, UnitRequest(ct, tool, base.cache)) for ct in units)
-    reports = [u.report for u in results if u.report]
+    results = await MultiGet(
+        Get(Unit, UnitRequest(graph, i, tool, base.cache, found.sources, found.search_path))
+        for i in range(len(graph.units))
+    )
+    reports = [u.report for u in results]
     if base_exit.code not in (0, 1):  # a crash: say so; the units re-analyse what it lacks
         reports.insert(0, UnitReport("base unit", (), base_exit.code,
                                      (base.result.stdout + base.result.stderr).decode(errors="replace"),
@@ -438,9 +495,11 @@ async def mypy_separate_check(
     exit_code, stdout = summary(reports)
     ran = sum(r.source == ProcessResultMetadata.Source.RAN for r in reports)
     remote = sum(r.source == ProcessResultMetadata.Source.HIT_REMOTELY for r in reports)
+    why = graph_summary(graph, found.missing_dependencies)
     logger.info(
         f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
         f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache)"
+        + (f"; {why}" if why else "")
     )
     return CheckResult(
         exit_code=exit_code,

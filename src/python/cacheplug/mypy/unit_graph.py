@@ -1,0 +1,120 @@
+"""The units of separate compilation: mypy's own import graph over a partition's first-party files,
+condensed into its strongly connected components, in dependency order.
+
+Built from the imports of every file (Pants' parser: every `import` and `from ... import`
+statement, also inside functions, `if TYPE_CHECKING:` and `try:`; relative ones made absolute),
+not from Pants' dependencies, which can lack an edge mypy follows (an ambiguous owner, a
+`# pants: no-infer-dep`, a dependency Pants does not infer) and so let a unit check against less
+than mypy would see. An import of `a.b.c` depends on every first-party module among `a`, `a.b`
+and `a.b.c` (mypy loads a module's packages with it, and `from a.b import c` imports the module
+`a.b.c` if there is one); a module depends on its own packages too (mypy loads them with it).
+That may join a package's `__init__` into one unit with submodules it imports, where mypy would
+still order them, and counts imports mypy skips as unreachable (`if sys.version_info < ...`):
+a unit is then larger than needed, never blind. Cycles become one unit, as mypy checks each
+strongly connected component of its graph as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+
+@dataclass(frozen=True, eq=False)
+class UnitGraph:
+    """Units (each a sorted tuple of files) in dependency order, each with the indexes of the
+    units it imports directly. Compared and hashed by a fingerprint of its content, so that the
+    engine can key one rule call per unit on (graph, index) cheaply."""
+
+    units: tuple[tuple[str, ...], ...]
+    deps: tuple[tuple[int, ...], ...]
+    modules: Mapping[str, str] = field(repr=False)  # file -> module name
+    fingerprint: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        content = json.dumps([self.units, self.deps, sorted(self.modules.items())])
+        object.__setattr__(self, "fingerprint", hashlib.sha256(content.encode()).hexdigest())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnitGraph) and other.fingerprint == self.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+
+def module_name(path_prefix: str) -> str:
+    """`pkg/mod` -> `pkg.mod`; `pkg/__init__` -> `pkg`."""
+    return path_prefix.replace("/", ".").removesuffix(".__init__")
+
+
+def prefixes(name: str) -> list[str]:
+    """`a.b.c` -> `a`, `a.b`, `a.b.c`."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def import_edges(modules: Mapping[str, str], imports: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """For each file (`modules`: file -> module name), the files it depends on as mypy sees it."""
+    files_of: dict[str, list[str]] = {}
+    for file, module in modules.items():
+        files_of.setdefault(module, []).append(file)
+    edges = {}
+    for file, module in modules.items():
+        names = {p for name in imports.get(file, ()) for p in prefixes(name)}
+        names.update(prefixes(module)[:-1])  # the module's own packages
+        edges[file] = {dep for name in names for dep in files_of.get(name, ()) if dep != file}
+    return edges
+
+
+def condense(edges: Mapping[str, Iterable[str]], modules: Mapping[str, str]) -> UnitGraph:
+    """Strongly connected components of `edges` (Tarjan's algorithm, iterative: real import
+    chains are deep), dependencies first. Deterministic: files are visited in sorted order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[tuple[str, ...]] = []
+    successors = {f: sorted(edges[f]) for f in edges}
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            if i < len(successors[node]):
+                work.append((node, i + 1))
+                nxt = successors[node][i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(tuple(sorted(component)))
+            if work:  # back in the caller: fold this node's low link into it
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    # Tarjan emits a component after every component it reaches: dependencies come first.
+    unit_of = {f: i for i, component in enumerate(components) for f in component}
+    deps = tuple(
+        tuple(sorted({unit_of[d] for f in component for d in edges[f]} - {i}))
+        for i, component in enumerate(components)
+    )
+    return UnitGraph(tuple(components), deps, dict(modules))
+
+
+def unit_graph(modules: Mapping[str, str], imports: Mapping[str, Iterable[str]]) -> UnitGraph:
+    return condense(import_edges(modules, imports), modules)
