@@ -3,7 +3,10 @@ on loopback (bench/remote_cache.sh), real Pants, real mypy.
 
 Checkout A fills the remote cache; checkout B — another directory, its own empty local store and
 named caches, as on another machine — must get every unit from it, with the diagnostics of cold
-whole-repo mypy. And with the server down, a check still runs locally and reports the same.
+whole-repo mypy. Two checkouts that each checked on their own first, with their named caches at
+different paths, then share: what one uploads after an edit, the other gets (their base units
+and units are byte-identical, so their cache keys are). And with the server down, a check still
+runs locally and reports the same.
 """
 
 from __future__ import annotations
@@ -100,6 +103,32 @@ def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, 
     edited = check(b, version, SEPARATE, *remote(remote_cache))
     assert ran(edited) == (units, 1)
     assert diagnostics(edited) == diagnostics(cold)
+
+
+@pytest.mark.parametrize("version", sorted(MYPY_VERSIONS))
+def test_checkouts_that_checked_on_their_own_share_what_either_uploads(tmp_path: Path, remote_cache: str, version: str) -> None:
+    """Who fills the remote cache first does not matter: B computed its own base unit and units
+    (mypy 1.1.1 records some indirect dependencies by chance; named caches at another path), yet
+    its cache keys are A's."""
+    generated = project()
+    a = project_repo(tmp_path / "a", generated)
+    b = project_repo(tmp_path / "elsewhere" / "deeper" / "checkout-b", generated)
+    assert a.named_caches != b.named_caches
+    for checkout in (a, b):  # each on its own: no remote cache
+        first = check(checkout, version, SEPARATE)
+        assert ran(first)[0] == ran(first)[1]
+    # A changes a signature deep down (its importers re-run) and shares what it ran.
+    generated.modules["m1"].returns_int = not generated.modules["m1"].returns_int
+    a.write(generated.render())
+    edited_a = check(a, version, SEPARATE, *remote(remote_cache))
+    units, ran_a = ran(edited_a)
+    assert ran_a > 3
+    b.write(generated.render())
+    edited_b = check(b, version, SEPARATE, *remote(remote_cache))
+    assert ran(edited_b) == (units, 0), edited_b.stderr[-2000:]
+    assert f"({ran_a} from the remote cache)" in edited_b.stderr
+    cold = check(b, version, "--mypy-shared-cache=off")
+    assert diagnostics(edited_b) == diagnostics(edited_a) == diagnostics(cold)
 
 
 def test_a_check_runs_locally_when_the_remote_cache_is_down(tmp_path: Path) -> None:

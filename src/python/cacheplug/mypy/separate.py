@@ -488,6 +488,13 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
         for i in range(len(graph.units))
     )
     reports = [u.report for u in results]
+    kept = re.search(rb"left ([1-9][0-9]*) absolute", base.result.stderr)
+    if kept:  # results stay right; only other machines will not share this base unit's units
+        logger.warning(
+            f"mypy separate compilation [{partition_label(partition, tool)}]: {kept.group(1).decode()} modules of the "
+            "base unit keep an absolute path in their cache (see cache_paths.py): units are not shared with "
+            "machines whose named caches are elsewhere"
+        )
     if base_exit.code not in (0, 1):  # a crash: say so; the units re-analyse what it lacks
         reports.insert(0, UnitReport("base unit", (), base_exit.code,
                                      (base.result.stdout + base.result.stderr).decode(errors="replace"),
