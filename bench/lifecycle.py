@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cacheplug import store
+from cacheplug.store import layout
+from cacheplug.store.index import LOW_WATER, Index, evict
+from cacheplug.store.report import Report
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import disk_bytes, run_fake, scope_path
 
@@ -52,14 +54,14 @@ def main() -> int:
         print(f"  whole run, commit rebuilding the index (a scan)           : {scan:.3f} s")
         print(f"  scan / index                                              : {scan / index:.2f}")
         # One eviction pass: to half the cache, by last use.
-        idx = store.Index.load(str(scope), store.read_generation(str(scope)))
+        idx = Index.load(str(scope), layout.read_generation(str(scope)))
         assert idx is not None
-        report = store.Report()
+        report = Report()
         t0 = time.perf_counter()
-        store.evict(str(scope), idx, idx.bytes() // 2, report)
+        evict(str(scope), idx, idx.bytes() // 2, report)
         evict_s = time.perf_counter() - t0
         print(f"  one eviction pass to half the cache: {report.data.get('evicted', 0)} entries, {evict_s * 1000:.0f} ms "
-              f"(rare: a commit evicts to {int(store.LOW_WATER * 100)}% of the budget)")
+              f"(rare: a commit evicts to {int(LOW_WATER * 100)}% of the budget)")
     return 0
 
 

@@ -3,25 +3,47 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from pants.base.build_root import BuildRoot
 from pants.engine.console import Console
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.rules import Rule, collect_rules, goal_rule
+from pants.engine.unions import UnionMembership
 from pants.option.global_options import GlobalOptions
 from pants.option.option_types import BoolOption, EnumOption, IntOption, StrOption
 from pants.util.strutil import softwrap
 
-from cacheplug import lifecycle, snapshot, store
-from cacheplug.engine import NAMED_CACHE
+from cacheplug import lifecycle, snapshot
+from cacheplug.engine import NAMED_CACHE, CacheTool
+from cacheplug.store.layout import GroupOf
+from cacheplug.store.locking import Busy
+from cacheplug.store.policy import Policy
 from cacheplug.subsystem import CachePlug
 
-KNOWN_TOOLS = ("mypy",)  # tools with a cacheplug backend; caches on disk may name others
+
+def registered_tools(union_membership: UnionMembership) -> dict[str, type[CacheTool]]:
+    """The tools whose cacheplug backends are enabled, by name."""
+    return {member.name: member for member in union_membership.get(CacheTool)}
+
+
+def grouping(union_membership: UnionMembership) -> Callable[[str], Optional[GroupOf]]:
+    """A tool's grouping of its cache files, from its registered policy (None: unknown tool,
+    no check). Never from a name found on disk or in an archive."""
+    tools = registered_tools(union_membership)
+
+    def group_of(tool: str) -> Optional[GroupOf]:
+        member = tools.get(tool)
+        if member is None:
+            return None
+        return Policy(importlib.import_module(member.policy) if member.policy else None).group_of
+
+    return group_of
 
 
 def cache_root(global_options: GlobalOptions) -> Path:
@@ -46,13 +68,15 @@ def _ago(when: Optional[float], now: float) -> str:
     return f"{seconds} s ago"
 
 
-def _start(cacheplug: CachePlug, global_options: GlobalOptions, option: str, tool: Optional[str]) -> Path:
+def _start(
+    cacheplug: CachePlug, global_options: GlobalOptions, union_membership: UnionMembership, option: str,
+    tool: Optional[str],
+) -> Path:
     """Validate the options (`option` names the goal's tool option, whose value is `tool`);
     return the cacheplug named cache's root."""
     cacheplug.validate()
-    store.reset()  # pantsd lives on: directories checked by an earlier goal may be gone
     root = cache_root(global_options)
-    allowed = sorted({*KNOWN_TOOLS, *lifecycle.tools(root)})
+    allowed = sorted({*registered_tools(union_membership), *lifecycle.tools(root)})
     if tool is not None and tool not in allowed:
         raise ValueError(f"Invalid value for `{option}`: {tool!r}. Allowed: {', '.join(allowed)} (or unset: every tool).")
     return root
@@ -81,9 +105,10 @@ class CacheInfo(Goal):
 
 @goal_rule
 async def cache_info(
-    console: Console, subsystem: CacheInfoSubsystem, global_options: GlobalOptions, cacheplug: CachePlug
+    console: Console, subsystem: CacheInfoSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
+    union_membership: UnionMembership
 ) -> CacheInfo:
-    root = _start(cacheplug, global_options, "[cache-info].tool", subsystem.tool)
+    root = _start(cacheplug, global_options, union_membership, "[cache-info].tool", subsystem.tool)
     infos = [lifecycle.info(scope) for scope in lifecycle.scopes(root, subsystem.tool)]
     budget = cacheplug.max_size_bytes
     if subsystem.format == InfoFormat.json:
@@ -140,9 +165,10 @@ class CachePrune(Goal):
 
 @goal_rule
 async def cache_prune(
-    console: Console, subsystem: CachePruneSubsystem, global_options: GlobalOptions, cacheplug: CachePlug
+    console: Console, subsystem: CachePruneSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
+    union_membership: UnionMembership
 ) -> CachePrune:
-    root = _start(cacheplug, global_options, "[cache-prune].tool", subsystem.tool)
+    root = _start(cacheplug, global_options, union_membership, "[cache-prune].tool", subsystem.tool)
     unused_days = subsystem.unused_days
     if unused_days is not None and unused_days < 0:
         raise ValueError(f"Invalid value for `[cache-prune].unused_days`: {unused_days}. It must be a number of days >= 0.")
@@ -154,7 +180,7 @@ async def cache_prune(
                 freed = lifecycle.clear(scope, cacheplug.lock_timeout)
             else:
                 freed = lifecycle.prune(scope, cacheplug.max_size_bytes, cacheplug.lock_timeout)
-        except (lifecycle.Busy, OSError) as e:
+        except (Busy, OSError) as e:
             console.print_stderr(f"cache-prune: skipped {scope.parent.name}/{scope.name[:12]}: {e}")
             exit_code = 1
             continue
@@ -190,13 +216,15 @@ class CacheExport(Goal):
 @goal_rule
 async def cache_export(
     console: Console, subsystem: CacheExportSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
+    union_membership: UnionMembership,
     build_root: BuildRoot,
 ) -> CacheExport:
-    root = _start(cacheplug, global_options, "[cache-export].tool", subsystem.tool)
+    root = _start(cacheplug, global_options, union_membership, "[cache-export].tool", subsystem.tool)
     if not subsystem.output:
         raise ValueError("`[cache-export].output` is required: the path of the archive to write, e.g. --output=mypy-cache.tar.gz")
-    # Only this checkout's scopes: the named cache may hold other repos' too.
-    scopes = [s for s in lifecycle.scopes(root, subsystem.tool) if lifecycle.describe(s).get("buildroot") == build_root.path]
+    # Only this checkout's scopes (and those every checkout shares): the named cache may hold
+    # other repos' too.
+    scopes = [s for s in lifecycle.scopes(root, subsystem.tool) if lifecycle.describe(s).get("buildroot") in (build_root.path, "")]
     if not scopes:
         console.print_stderr(
             f"cache-export: no {subsystem.tool} cache of this checkout in {root}: run the tool first "
@@ -204,7 +232,7 @@ async def cache_export(
         )
         return CacheExport(exit_code=1)
     output = Path(build_root.path, subsystem.output)
-    entries, size = snapshot.export(scopes, output, cacheplug.lock_timeout)
+    entries, size = snapshot.export(scopes, output, cacheplug.lock_timeout, grouping(union_membership))
     console.print_stdout(f"exported {len(scopes)} {subsystem.tool} cache scopes, {entries} entries ({format_size(size)}) to {output}")
     return CacheExport(exit_code=0)
 
@@ -230,19 +258,20 @@ class CacheImport(Goal):
 @goal_rule
 async def cache_import(
     console: Console, subsystem: CacheImportSubsystem, global_options: GlobalOptions, cacheplug: CachePlug,
+    union_membership: UnionMembership,
     build_root: BuildRoot,
 ) -> CacheImport:
-    root = _start(cacheplug, global_options, "", None)
+    root = _start(cacheplug, global_options, union_membership, "", None)
     if not subsystem.input:
         raise ValueError("`[cache-import].input` is required: the path of an archive written by `cache-export`")
     archive = Path(build_root.path, subsystem.input)
     try:
         done = snapshot.import_(archive, root, build_root.path, cacheplug.max_size_bytes,
-                                cacheplug.lock_timeout)
+                                cacheplug.lock_timeout, grouping(union_membership))
     except snapshot.BadSnapshot as e:
         console.print_stderr(f"cache-import: refused {archive}: {e}. The caches were not changed.")
         return CacheImport(exit_code=1)
-    except (lifecycle.Busy, OSError) as e:
+    except (Busy, OSError) as e:
         console.print_stderr(f"cache-import: failed on {archive}: {e}. Scopes imported before this keep what was imported (each entry whole).")
         return CacheImport(exit_code=1)
     for scope, entries in done:

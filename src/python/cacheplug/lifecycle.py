@@ -1,5 +1,5 @@
 """What is in cacheplug's named cache, and making room in it: the work behind `pants cache-info`
-and `pants cache-prune`, on the layout store.py owns (see its docstring).
+and `pants cache-prune`, on the layout the store owns (see cacheplug/store/__init__.py).
 
 Layout: <named caches dir>/cacheplug/<tool>/<scope id>/, one scope per tool and everything that
 changes what the tool writes (scope.json says what).
@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from cacheplug import store
+from cacheplug.store import layout
+from cacheplug.store.index import Index, collect_temp_files, evict
+from cacheplug.store.locking import scope_lock
+from cacheplug.store.report import Report
+from cacheplug.store.runlog import read_runs
 
 RECENT_RUNS = 20  # the hit rate is over this many of a scope's last runs
 
@@ -25,7 +29,7 @@ class ScopeInfo:
     tool: str
     scope_id: str
     path: Path
-    description: dict  # scope.json: tool, parts, buildroot, by_stem ({} if missing)
+    description: dict  # scope.json: tool, parts, buildroot, policy ({} if missing)
     entries: int
     bytes: int
     last_used: Optional[float]  # epoch seconds: the newest record (runs mark what they use), or the last run
@@ -67,12 +71,12 @@ def _dirs(path: Path) -> list[Path]:
         children = sorted(path.iterdir())
     except OSError:
         return []
-    return [p for p in children if p.is_dir() and not p.is_symlink() and not p.name.startswith(store.TMP_PREFIX)]
+    return [p for p in children if p.is_dir() and not p.is_symlink() and not p.name.startswith(layout.TMP_PREFIX)]
 
 
 def describe(scope: Path) -> dict:
     try:
-        data = json.loads(store._read_nofollow(str(scope / "scope.json")))
+        data = json.loads(layout.read_nofollow(str(scope / "scope.json")))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -81,17 +85,17 @@ def describe(scope: Path) -> dict:
 def info(scope: Path) -> ScopeInfo:
     """A scope's figures, from its index if current (else from the records, without writing)."""
     path = str(scope)
-    index = store.Index.load(path, store.read_generation(path)) if (scope / "entries").is_dir() else None
+    index = Index.load(path, layout.read_generation(path)) if (scope / "entries").is_dir() else None
     if index is None:
-        index = store.Index.rebuild(path) if (scope / "entries").is_dir() else store.Index()
+        index = Index.rebuild(path) if (scope / "entries").is_dir() else Index()
     last_used = None
     for name in index.entries:
         try:
-            mtime = os.lstat(store._entry_file(path, name)).st_mtime
+            mtime = os.lstat(layout.entry_file(path, name)).st_mtime
         except OSError:
             continue
         last_used = mtime if last_used is None else max(last_used, mtime)
-    runs = store.read_runs(path)[-RECENT_RUNS:]
+    runs = read_runs(path)[-RECENT_RUNS:]
     if runs:
         last_used = max(last_used or 0, runs[-1]["t"])
     return ScopeInfo(
@@ -107,44 +111,29 @@ def unused_for(scope: Path, days: float, now: float) -> bool:
     return last is None or now - last > days * 86400
 
 
-class Busy(Exception):
-    """The scope's lock stayed taken (a commit running, or stuck) past the timeout."""
-
-
 def prune(scope: Path, max_size: int, lock_timeout: float) -> int:
     """Evict `scope` down to `max_size` bytes (0: only collect garbage); return the bytes freed.
     Under the scope's lock, with an index rebuilt from the records (cache-prune trusts the disk,
     not the index), so it also collects what killed runs left behind."""
-    path = store.open_scope(str(scope))
-    report = store.Report()
-    fd = store._lock(path, lock_timeout, report)
-    if fd is None:
-        raise Busy(f"{scope}: its lock stayed taken for {lock_timeout:g}s")
-    try:
-        generation = store.read_generation(path)
-        store.write_atomically(os.path.join(path, "generation"), str(generation + 1).encode())
-        index = store.Index.rebuild(path)
-        freed = store.collect_temp_files(path, time.time())
-        store.evict(path, index, max_size if max_size else index.bytes() - sum(index.garbage.values()), report)
+    path = layout.open_scope(str(scope))
+    report = Report()
+    with scope_lock(path, lock_timeout):
+        generation = layout.read_generation(path)
+        layout.write_atomically(os.path.join(path, "generation"), str(generation + 1).encode())
+        index = Index.rebuild(path)
+        freed = collect_temp_files(path, time.time())
+        evict(path, index, max_size if max_size else index.bytes() - sum(index.garbage.values()), report)
         index.save(path, generation + 1)
         return freed + report.data.get("freed_bytes", 0)
-    finally:
-        os.close(fd)
 
 
 def clear(scope: Path, lock_timeout: float) -> int:
     """Delete a whole scope; return the bytes freed. It is renamed away under its lock first, so
     runs see it whole or not at all (a run reading it meanwhile gets misses, never errors)."""
     freed = info(scope).bytes
-    report = store.Report()
-    fd = store._lock(str(scope), lock_timeout, report)
-    if fd is None:
-        raise Busy(f"{scope}: its lock stayed taken for {lock_timeout:g}s")
-    try:
-        trash = scope.parent / f"{store.TMP_PREFIX}clear.{os.getpid()}.{scope.name}"
+    with scope_lock(str(scope), lock_timeout):
+        trash = scope.parent / f"{layout.TMP_PREFIX}clear.{os.getpid()}.{scope.name}"
         os.rename(scope, trash)
-    finally:
-        os.close(fd)
     shutil.rmtree(trash, ignore_errors=True)
     return freed
 
@@ -160,7 +149,7 @@ def collect_stale_temp_dirs(root: Path) -> int:
             continue
         for child in children:
             try:
-                if child.name.startswith(store.TMP_PREFIX) and now - child.lstat().st_ctime > store.TMP_GRACE:
+                if child.name.startswith(layout.TMP_PREFIX) and now - child.lstat().st_ctime > layout.TMP_GRACE:
                     freed += sum(p.lstat().st_size for p in child.rglob("*") if p.is_file()) if child.is_dir() else child.lstat().st_size
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             except OSError:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Iterable
 
 from pants.engine.rules import Rule
+from pants.engine.unions import UnionRule
 
 from cacheplug import engine, goals, subsystem
 
 
-def rules() -> Iterable[Rule]:
+def rules() -> Iterable[Rule | UnionRule]:
     return [*subsystem.rules(), *engine.rules(), *goals.rules()]

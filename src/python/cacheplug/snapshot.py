@@ -4,8 +4,9 @@ cache-export` and `pants cache-import`.
 
 Archive: a gzipped tar, byte-for-byte reproducible for the same cache content (members in record order,
 zero times and owners), holding `<n>/entries/<record name>`, `<n>/objects/<sha256>` for each scope
-n, and `snapshot.json` last: {"format", "scopes": [{"dir", "tool", "parts", "by_stem",
-"entries", "objects"}]}.
+n, and `snapshot.json` last: {"format", "scopes": [{"dir", "tool", "parts", "per_checkout",
+"entries", "objects"}]}. Records are checked with the grouping of the tool's registered policy (never one
+an archive names).
 
 A scope's id depends on the checkout's buildroot, which differs between machines; an imported scope
 goes where this checkout's runs will look for it: the id of the same tool and parts under this
@@ -13,9 +14,10 @@ buildroot. Records name their scope, so they are rewritten on the way in.
 
 Import is all-or-nothing for a bad archive: everything is unpacked into a temp dir and validated
 (every object's sha256, every record as setup would check it, every count) before the first write
-to the cache. Then, per scope, under its lock, like a commit: objects first, then records renamed
-into place one by one (each group whole), then the index. A conflicting group takes the archive's
-version. An import killed midway leaves a valid cache holding part of the archive.
+to the cache. Then, per scope, like a commit: objects first (each replaced, as a commit does: one
+already on disk may be the corrupt copy that made runs miss), then, under the lock, records
+renamed into place one by one (each group whole), then the index. A conflicting group takes the
+archive's version. An import killed midway leaves a valid cache holding part of the archive.
 """
 
 from __future__ import annotations
@@ -30,10 +32,17 @@ import shutil
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from cacheplug import lifecycle, store
+from cacheplug import lifecycle
 from cacheplug.engine import scope_id
+from cacheplug.store import layout
+from cacheplug.store.commit import store_objects, update_locked
+from cacheplug.store.locking import scope_lock
+from cacheplug.store.report import Report
+
+# The grouping of a tool's registered policy, by tool name (None: no check).
+GroupingOf = Callable[[str], Optional[layout.GroupOf]]
 
 FORMAT = 1
 MANIFEST = "snapshot.json"
@@ -44,10 +53,10 @@ class BadSnapshot(Exception):
     """The archive is not a whole cacheplug snapshot; nothing was written."""
 
 
-def export(scopes: list[Path], output: Path, lock_timeout: float) -> Tuple[int, int]:
+def export(scopes: list[Path], output: Path, lock_timeout: float, grouping: GroupingOf) -> Tuple[int, int]:
     """Write `scopes` to the archive `output` (renamed into place whole); return (entries, bytes
     of cache content)."""
-    tmp = output.with_name(f"{store.TMP_PREFIX}{output.name}.{os.getpid()}")
+    tmp = output.with_name(f"{layout.TMP_PREFIX}{output.name}.{os.getpid()}")
     described: list[dict] = []
     total_entries = total_bytes = 0
     try:
@@ -55,9 +64,9 @@ def export(scopes: list[Path], output: Path, lock_timeout: float) -> Tuple[int, 
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for n, scope in enumerate(scopes):
                 desc = lifecycle.describe(scope)
-                entries, objects, size = _write_scope(tar, str(n), scope, desc.get("by_stem", True), lock_timeout)
+                entries, objects, size = _write_scope(tar, str(n), scope, grouping(scope.parent.name), lock_timeout)
                 described.append({"dir": str(n), "tool": scope.parent.name, "parts": desc.get("parts", []),
-                                  "by_stem": desc.get("by_stem", True), "entries": entries, "objects": objects})
+                                  "per_checkout": desc.get("buildroot") != "", "entries": entries, "objects": objects})
                 total_entries += entries
                 total_bytes += size
             _add(tar, MANIFEST, json.dumps({"format": FORMAT, "scopes": described}, sort_keys=True).encode())
@@ -74,22 +83,19 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _write_scope(tar: tarfile.TarFile, n: str, scope: Path, by_stem: bool, lock_timeout: float) -> Tuple[int, int, int]:
+def _write_scope(tar: tarfile.TarFile, n: str, scope: Path, group_of: Optional[layout.GroupOf], lock_timeout: float) -> Tuple[int, int, int]:
     """Add the scope's valid records and their verified objects (bad ones left out, as setup
     would) to `tar`, one group at a time, in the records' sorted order (so the archive is the same
     for the same cache); return (entries, objects, bytes). Under the scope's lock: one consistent
     generation, and nothing evicted under us."""
-    fd = store._lock(str(scope), lock_timeout, store.Report())
-    if fd is None:
-        raise lifecycle.Busy(f"{scope}: its lock stayed taken for {lock_timeout:g}s")
     entries = size = 0
     written: set = set()
-    try:
-        for path in store.iter_entries(str(scope)):
+    with scope_lock(str(scope), lock_timeout):
+        for path in layout.iter_entries(str(scope)):
             try:
-                data = store._read_nofollow(path)
-                _, files = store.load_entry(path, by_stem, data)
-                contents = {obj: store._read_nofollow(store.object_path(str(scope), obj)) for obj, _ in files.values()}
+                data = layout.read_nofollow(path)
+                _, files = layout.load_entry(path, group_of, data)
+                contents = {obj: layout.read_nofollow(layout.object_path(str(scope), obj)) for obj, _ in files.values()}
             except (OSError, ValueError, TypeError, KeyError):
                 continue
             if not all(hashlib.sha256(c).hexdigest() == obj for obj, c in contents.items()):
@@ -102,34 +108,28 @@ def _write_scope(tar: tarfile.TarFile, n: str, scope: Path, by_stem: bool, lock_
                     size += len(content)
             entries += 1
             size += len(data)
-    finally:
-        os.close(fd)
     return entries, len(written), size
 
 
-def import_(archive: Path, root: Path, build_root: str, max_size: int, lock_timeout: float) -> list[Tuple[Path, int]]:
+def import_(archive: Path, root: Path, build_root: str, max_size: int, lock_timeout: float,
+            grouping: GroupingOf) -> list[Tuple[Path, int]]:
     """Merge the snapshot `archive` into the named cache `root` (…/named_caches/cacheplug) for
     the checkout at `build_root`; return [(scope dir, entries imported)]. Raises BadSnapshot,
     with nothing written, if the archive is not whole and valid."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stage = root / f"{store.TMP_PREFIX}import.{os.getpid()}.{os.urandom(4).hex()}"
+    stage = root / f"{layout.TMP_PREFIX}import.{os.getpid()}.{os.urandom(4).hex()}"
     stage.mkdir(mode=0o700)
     try:
         manifest = _unpack(archive, stage)
-        plans = [_validate_scope(stage, s, root, build_root) for s in manifest["scopes"]]
+        plans = [_validate_scope(stage, s, root, build_root, grouping) for s in manifest["scopes"]]
         done = []
         for target, desc, records, sources in plans:  # nothing was written before this point
-            store.open_scope(str(target))
-            report = store.Report()
-            fd = store._lock(str(target), lock_timeout, report)
-            if fd is None:
-                raise lifecycle.Busy(f"{target}: its lock stayed taken for {lock_timeout:g}s")
-            try:
-                store.write_atomically(str(target / "scope.json"), json.dumps(desc, sort_keys=True).encode())
-                generation = store.read_generation(str(target))
-                store.update_locked(str(target), generation, records, [], {}, sources, max_size, report)
-            finally:
-                os.close(fd)
+            layout.open_scope(str(target))
+            records = store_objects(str(target), sources)  # the archive's, verified by _unpack
+            with scope_lock(str(target), lock_timeout):
+                layout.write_atomically(str(target / "scope.json"), json.dumps(desc, sort_keys=True).encode())
+                generation = layout.read_generation(str(target))
+                update_locked(str(target), generation, records, [], {}, sources, max_size, Report())
             done.append((target, len(records)))
         return done
     finally:
@@ -161,17 +161,18 @@ def _unpack(archive: Path, stage: Path) -> dict:
     return manifest
 
 
-def _validate_scope(stage: Path, meta: object, root: Path, build_root: str):  # type: ignore[no-untyped-def]
+def _validate_scope(stage: Path, meta: object, root: Path, build_root: str, grouping: GroupingOf):  # type: ignore[no-untyped-def]
     """Check one scope of the archive as setup would; return where it goes and what to write."""
     try:
         assert isinstance(meta, dict)
-        n, tool, parts, by_stem = str(meta["dir"]), meta["tool"], meta["parts"], bool(meta["by_stem"])
+        n, tool, parts = str(meta["dir"]), meta["tool"], meta["parts"]
+        per_checkout = bool(meta.get("per_checkout", True))  # else one scope for every checkout
         assert isinstance(tool, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", tool) and not tool.startswith(".")
         assert isinstance(parts, list) and all(isinstance(p, str) for p in parts)
         expected = (int(meta["entries"]), int(meta["objects"]))
     except (AssertionError, KeyError, TypeError, ValueError):
         raise BadSnapshot(f"bad scope description in {MANIFEST}: {meta!r:.200}") from None
-    target = root / tool / scope_id(build_root, tool, parts)
+    target = root / tool / scope_id(build_root if per_checkout else "", tool, parts)
     entries_dir, objects_dir = stage / n / "entries", stage / n / "objects"
     names = sorted(p.name for p in entries_dir.iterdir()) if entries_dir.is_dir() else []
     objects = {p.name for p in objects_dir.iterdir()} if objects_dir.is_dir() else set()
@@ -183,10 +184,10 @@ def _validate_scope(stage: Path, meta: object, root: Path, build_root: str):  # 
         try:
             record = json.loads((entries_dir / name).read_bytes())
             record["scope"] = target.name  # it named the exporting checkout's scope
-            path = store.entry_path(str(target), record["group"])
+            path = layout.entry_path(str(target), record["group"])
             if os.path.basename(path) != name:
                 raise ValueError("record stored under the wrong name")
-            group, files = store.load_entry(path, by_stem, json.dumps(record).encode())
+            group, files = layout.load_entry(path, grouping(tool), json.dumps(record).encode())
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise BadSnapshot(f"scope {n}: bad record {name[:12]}: {e}") from None
         for rel, (obj, size) in files.items():
@@ -194,5 +195,5 @@ def _validate_scope(stage: Path, meta: object, root: Path, build_root: str):  # 
                 raise BadSnapshot(f"scope {n}: record {name[:12]} names object {obj[:12]}, which is missing or of another size")
         records[group] = files
         sources[group] = {rel: str(objects_dir / obj) for rel, (obj, _) in files.items()}
-    desc = {"tool": tool, "parts": parts, "buildroot": build_root, "by_stem": by_stem}
+    desc = {"tool": tool, "parts": parts, "buildroot": build_root if per_checkout else ""}
     return target, desc, records, sources

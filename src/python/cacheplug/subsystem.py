@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from enum import Enum
 from typing import Iterable
 
 from pants.engine.rules import Rule
-from pants.option.option_types import FloatOption, StrOption
+from pants.option.option_types import EnumOption, FloatOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -90,6 +91,34 @@ class CachePlug(Subsystem):
                 f"Invalid value for `[{self.options_scope}].max_size`: {self.max_size!r}. "
                 f"It must be {SIZE_FORMS}."
             ) from None
+
+
+class SharedCache(Enum):
+    """How a tool uses its shared cache: every cacheplug tool backend's `shared_cache` option."""
+
+    read_write = "read-write"
+    read_only = "read-only"
+    off = "off"
+
+
+class SharedCacheOptions:
+    """The options every cacheplug tool backend adds to its tool's scope (e.g. `[mypy]`), with
+    `Subsystem.register_plugin_options`."""
+
+    shared_cache = EnumOption(
+        default=SharedCache.read_write,
+        help=softwrap(
+            """
+            How this tool uses cacheplug's shared cache (added by a cacheplug backend).
+
+            `read-write`: each run starts from the shared cache and commits what it wrote back,
+            merged per entry with what concurrent runs committed.
+            `read-only`: start from the shared cache, never write it (e.g. CI runners on a
+            pre-warmed cache).
+            `off`: run the tool as Pants would, with no shared cache.
+            """
+        ),
+    )
 
 
 def rules() -> Iterable[Rule]:

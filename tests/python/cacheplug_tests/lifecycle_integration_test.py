@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cacheplug import store
+from cacheplug.mypy import cache_policy
+from cacheplug.store import layout
 from cacheplug_tests.pants_repo import PantsRepo
 from cacheplug_tests.storekit import disk_bytes, tree_state
 
@@ -29,9 +30,9 @@ def _repo(root: Path) -> PantsRepo:
 
 
 def _cache_line(stderr: str) -> dict[str, int]:
-    match = re.search(r"mypy cache \[[^\]]*\]: (\d+) reused, (\d+) written", stderr)
+    match = re.search(r"mypy cache \[[^\]]*\]: (\d+) given, (\d+) reused, (\d+) written", stderr)
     assert match, stderr[-3000:]
-    return {"reused": int(match.group(1)), "written": int(match.group(2))}
+    return {"given": int(match.group(1)), "reused": int(match.group(2)), "written": int(match.group(3))}
 
 
 def _diagnostics(stderr: str) -> list[str]:
@@ -47,11 +48,11 @@ def _info(repo: PantsRepo, *flags: str) -> dict:
 def _metas(scope: Path) -> dict[str, dict]:
     """Each cached module's meta.json, from the cache's records and objects."""
     metas = {}
-    for path in store.iter_entries(str(scope)):
-        group, files = store.load_entry(path, by_stem=True)
+    for path in layout.iter_entries(str(scope)):
+        group, files = layout.load_entry(path, cache_policy.group_of)
         for rel, (obj, _) in files.items():
             if rel.endswith(".meta.json"):
-                metas[group] = json.loads(Path(store.object_path(str(scope), obj)).read_bytes())
+                metas[group] = json.loads(Path(layout.object_path(str(scope), obj)).read_bytes())
     return metas
 
 
@@ -96,7 +97,7 @@ def test_info_prune_export_import(repo: PantsRepo, tmp_path: Path) -> None:
     second = other.run(shared_store, "check", "::")
     assert second.exit_code == 1
     assert _diagnostics(second.stderr) == _diagnostics(first.stderr) != []
-    assert _cache_line(second.stderr)["reused"] == written
+    assert _cache_line(second.stderr)["given"] == written
     # Every module was a hit: mypy re-analysed none. It rewrites the meta of a module whose source
     # has a new absolute path (typeshed lives in this checkout's own named caches) after checking
     # the source hash; a re-analysed module would get a new data_mtime, interface, dependencies.

@@ -4,7 +4,9 @@ the index's warm start, cache-info's figures and cache-prune (lifecycle.py), and
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import random
 import tarfile
@@ -14,14 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from cacheplug import lifecycle, snapshot, store
+from cacheplug import lifecycle, snapshot
 from cacheplug.engine import scope_id
+from cacheplug.store import index as store_index
+from cacheplug.store import layout
+from cacheplug.store.index import LOW_WATER, Index
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import (
     BUILD_ROOT,
     FAKE_SPEC,
     check_scope,
     disk_bytes,
+    fake_grouping,
     finish,
     index_problems,
     run_fake,
@@ -54,7 +60,7 @@ def test_budget_is_kept_and_the_entries_a_run_used_survive(named_cache: Path) ->
     run = run_fake(named_cache, {**kept, "new": "def n\n"}, max_size=budget)
     assert same_as_cold(run, {**kept, "new": "def n\n"}) is None
     assert run.report["reused"] == 40 and run.report["written"] == 1 and run.report["evicted"] > 0
-    assert disk_bytes(scope) <= budget * store.LOW_WATER
+    assert disk_bytes(scope) <= budget * LOW_WATER
     groups, problems = check_scope(scope)
     assert problems == []
     assert set(kept) <= set(groups), "an entry the run used was evicted before unused ones"
@@ -130,12 +136,12 @@ def test_a_missing_or_bad_index_is_rebuilt_and_nothing_is_lost(named_cache: Path
     elif damage == "truncated":
         index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
     else:  # an index that missed a commit (saved by a run killed after it) claims an old generation
-        (scope / "generation").write_text(str(store.read_generation(str(scope)) + 5))
+        (scope / "generation").write_text(str(layout.read_generation(str(scope)) + 5))
     before = set(check_scope(scope)[0])
     fakeproject.edit(sources, rng)
     run = run_fake(named_cache, sources, max_size=10 << 20)
     assert same_as_cold(run, sources) is None and run.report["warnings"] == []
-    assert store.Index.load(str(scope), store.read_generation(str(scope))) is not None, "not rebuilt"
+    assert Index.load(str(scope), layout.read_generation(str(scope))) is not None, "not rebuilt"
     assert index_problems(scope) == []
     groups, problems = check_scope(scope)
     assert problems == [] and before <= set(groups)
@@ -149,14 +155,14 @@ def test_info_matches_the_disk_and_prune_frees_what_it_says(named_cache: Path, m
         fakeproject.edit(sources, rng)
     scope = scope_path(named_cache)
     (scope / "objects" / "ab").mkdir(exist_ok=True)
-    (scope / "objects" / "ab" / f"{store.TMP_PREFIX}1.killed").write_bytes(b"x" * 1000)  # a killed run's
+    (scope / "objects" / "ab" / f"{layout.TMP_PREFIX}1.killed").write_bytes(b"x" * 1000)  # a killed run's
     info = lifecycle.info(scope)
     assert info.bytes == disk_bytes(scope)
     assert info.entries == len(list(scope.glob("entries/*/*")))
     assert info.runs == 4 and info.hits + info.misses > 0 and info.last_used is not None
     assert info.description["parts"] == list(FAKE_SPEC.scope) and info.description["buildroot"] == BUILD_ROOT
 
-    monkeypatch.setattr(store, "TMP_GRACE", 0)
+    monkeypatch.setattr(store_index, "TMP_GRACE", 0)  # what cache-prune's temp-file collection reads
     before = disk_bytes(scope) + 1000
     freed = lifecycle.prune(scope, 0, lock_timeout=5)  # garbage only
     assert freed == before - disk_bytes(scope) > 1000
@@ -178,22 +184,62 @@ def test_snapshot_round_trip_gives_hits_in_another_named_cache(tmp_path: Path, n
     sources = fakeproject.generate(25, rng)
     run_fake(named_cache, sources)
     archive = tmp_path / "snap.tar.gz"
-    entries, _ = snapshot.export([scope_path(named_cache)], archive, lock_timeout=5)
+    entries, _ = snapshot.export([scope_path(named_cache)], archive, lock_timeout=5, grouping=fake_grouping)
     assert entries == 25
     again = tmp_path / "again.tar.gz"
-    snapshot.export([scope_path(named_cache)], again, lock_timeout=5)
+    snapshot.export([scope_path(named_cache)], again, lock_timeout=5, grouping=fake_grouping)
     assert again.read_bytes() == archive.read_bytes(), "exports of the same cache differ"
 
     other = tmp_path / "machine2" / "cacheplug"
-    done = snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5)
+    done = snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5, grouping=fake_grouping)
     assert [(p, n) for p, n in done] == [(scope_path(other), 25)]
     run = run_fake(other, sources)
     assert same_as_cold(run, sources) is None
     assert (run.report["reused"], run.report["written"]) == (25, 0)
     # Another checkout's buildroot gets the scope its own runs will use.
-    done = snapshot.import_(archive, other, "/elsewhere", max_size=0, lock_timeout=5)
+    done = snapshot.import_(archive, other, "/elsewhere", max_size=0, lock_timeout=5, grouping=fake_grouping)
     assert done[0][0].name == scope_id("/elsewhere", FAKE_SPEC.tool, FAKE_SPEC.scope)
     assert check_scope(done[0][0])[1] == []
+
+
+def test_import_replaces_a_corrupt_object_already_there(tmp_path: Path, named_cache: Path) -> None:
+    """Like a commit, an import stores every object it brings, even one of that name on disk:
+    it may be the corrupt copy that made runs miss (issue 17, defect 3)."""
+    sources = fakeproject.generate(10, random.Random(5))
+    run_fake(named_cache, sources)
+    archive = tmp_path / "snap.tar.gz"
+    snapshot.export([scope_path(named_cache)], archive, lock_timeout=5, grouping=fake_grouping)
+    other = tmp_path / "machine2" / "cacheplug"
+    run_fake(other, sources)  # the same entries, then one object goes bad
+    victim = next(p for p in (scope_path(other) / "objects").rglob("*") if p.is_file())
+    victim.chmod(0o600)
+    victim.write_bytes(b"flipped bits")
+    assert run_fake(other, sources).report["skipped"] == 1  # a run now misses that group (and re-stores it)
+    victim.chmod(0o600)
+    victim.write_bytes(b"flipped bits")  # again, now that the run re-stored it
+    snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5, grouping=fake_grouping)
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == victim.name
+    run = run_fake(other, sources)
+    assert run.report["skipped"] == 0 and run.report["written"] == 0 and run.report["reused"] == 10, run.report
+
+
+def test_a_crafted_index_never_deletes_outside_the_cache(tmp_path: Path, named_cache: Path) -> None:
+    """index.json naming an absolute path (or `..`) as garbage or as an entry: eviction once
+    unlinked it (issue 17, defect 2). Now the index is not trusted, rebuilt, and the file stays."""
+    run_fake(named_cache, fakeproject.generate(10, random.Random(6)))
+    scope = scope_path(named_cache)
+    victims = [tmp_path / "victim-1", tmp_path / "victim-2"]
+    for victim in victims:
+        victim.write_text("precious")
+    index = json.loads((scope / "index.json").read_text())
+    index["garbage"][str(victims[0])] = 8
+    index["entries"]["../../../../" + str(victims[1]).lstrip("/")] = [8, {}]
+    (scope / "index.json").write_text(json.dumps(index))
+    # A commit that evicts (a tiny budget), then a prune.
+    run_fake(named_cache, fakeproject.generate(12, random.Random(7)), max_size=1)
+    lifecycle.prune(scope, 1, lock_timeout=5)
+    assert [v.read_text() for v in victims] == ["precious", "precious"]
+    assert check_scope(scope)[1] == []
 
 
 def _tamper(archive: Path, out: Path) -> None:
@@ -213,7 +259,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing(tmp_path: Path, named_cac
     sources = fakeproject.generate(15, random.Random(9))
     run_fake(named_cache, sources)
     archive = tmp_path / "snap.tar.gz"
-    snapshot.export([scope_path(named_cache)], archive, lock_timeout=5)
+    snapshot.export([scope_path(named_cache)], archive, lock_timeout=5, grouping=fake_grouping)
     other = tmp_path / "machine2" / "cacheplug"
     run_fake(other, {"m0": "def other\n"})  # the target already holds a cache
     before = tree_state(other)
@@ -227,7 +273,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing(tmp_path: Path, named_cac
     else:
         archive = tmp_path / "nonexistent.tar.gz"
     with pytest.raises(snapshot.BadSnapshot):
-        snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5)
+        snapshot.import_(archive, other, BUILD_ROOT, max_size=0, lock_timeout=5, grouping=fake_grouping)
     assert tree_state(other) == before
 
 

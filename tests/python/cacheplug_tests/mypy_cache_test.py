@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheplug.mypy.subsystem import SharedCache
+from cacheplug.subsystem import SharedCache
 from cacheplug_tests.mypykit import Project, diagnostics, run_mypy
 
 VERSIONS = ["1.1.1", "1.19.1", "2.4.1"]  # Pants 2.17's default, 1.x latest, 2.x
@@ -59,3 +59,20 @@ def test_no_change_run_rewrites_nothing(tmp_path: Path, version: str) -> None:
     again = run_mypy(named_cache, files, version)
     # mypy rewrites one file every run, @plugins_snapshot.json (same content).
     assert again.report["reused"] > 50 and again.report["written"] == 0 and again.report["rewritten"] == 1, again.report
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_module_added_after_its_importer_failed(tmp_path: Path, version: str) -> None:
+    """`from pkg import b` before pkg/b.py exists: `Module "pkg" has no attribute "b"`. Once b is
+    added, plain incremental mypy 1.19.1 and 2.4.1 keep the importer fresh, error included (it
+    recorded no dependency on a module that was not there); a cold run finds b. Found by this
+    repo checking itself."""
+    named_cache = tmp_path / "named_caches" / "cacheplug"
+    files = {"src/pkg/__init__.py": "", "src/pkg/a.py": "from pkg import b\n\nX: int = b.Y\n", "src/c.py": "import pkg.a\n"}
+    for step in range(2):
+        if step:
+            files["src/pkg/b.py"] = "Y = 1\n"
+        cached = run_mypy(named_cache, files, version)
+        cold = run_mypy(None, files, version, SharedCache.off)
+        assert (cached.exit_code, diagnostics(cached.stdout)) == (cold.exit_code, diagnostics(cold.stdout)), step
+    assert cold.exit_code == 0

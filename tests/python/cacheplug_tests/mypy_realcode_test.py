@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
-from cacheplug.mypy.subsystem import SharedCache
+from cacheplug.subsystem import SharedCache
 from cacheplug_tests.mypykit import CONFIG, diagnostics, run_mypy
 from cacheplug_tests.realcode import SDISTS, Editor, fetch
 

@@ -22,7 +22,7 @@ from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
 from cacheplug.engine import CacheSpec
 from cacheplug.mypy.rules import FILE_LIST, mypy_cache_args, mypy_cache_spec, mypy_inputs
-from cacheplug.mypy.subsystem import SharedCache
+from cacheplug.subsystem import SharedCache
 from cacheplug_tests.storekit import Run, finish, make_sandbox, start
 
 
@@ -137,7 +137,7 @@ def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCac
     config = [f"--config-file={CONFIG}"] if CONFIG in files else []
     sources = sorted(f for f in files if f.endswith((".py", ".pyi")))
     inputs = {f.path: f.content.decode() for f in mypy_inputs(sources)}
-    argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec, mode), f"@{FILE_LIST}"]
+    argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec), f"@{FILE_LIST}"]
     return spec, argv, inputs
 
 

@@ -7,6 +7,7 @@ the pex PEX it built (CACHEPLUG_PEX_PATH) and the CA bundle (PANTS_CA_CERTS_PATH
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -42,7 +43,9 @@ class PantsResult:
 class PantsRepo:
     """A temp repo with a pants.toml that enables `backends`, plus private Pants caches."""
 
-    def __init__(self, root: Path, backends: list[str], extra_toml: str = "") -> None:
+    def __init__(self, root: Path, backends: list[str], extra_toml: str = "", plugins: list[str] | None = None) -> None:
+        """`plugins`: requirements for `[GLOBAL].plugins` (then the plugin is not loaded from this
+        sandbox's sources; `extra_toml` says where the wheels are)."""
         self.root = root
         self.caches = root.parent / f"{root.name}-caches"
         self.named_caches = self.caches / "named_caches"
@@ -52,7 +55,7 @@ class PantsRepo:
             f"""\
 [GLOBAL]
 pants_version = "2.17.1"
-pythonpath = ["{PLUGIN_SRC}"]
+{f"plugins = {json.dumps(plugins)}" if plugins is not None else f'pythonpath = ["{PLUGIN_SRC}"]'}
 backend_packages = [{backend_list}]
 pantsd = false
 named_caches_dir = "{self.named_caches}"

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cacheplug import store
+from cacheplug.store import layout
+from cacheplug_tests import fake_policy
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import (
     FAKE_SPEC,
@@ -66,7 +67,7 @@ class Outcome:
 
 
 def _temp_files(scope: Path) -> int:
-    return sum(1 for p in scope.rglob(f"{store.TMP_PREFIX}*"))
+    return sum(1 for p in scope.rglob(f"{layout.TMP_PREFIX}*"))
 
 
 # --- R1: load --------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def corrupt(named_cache: Path, sources: dict[str, str], case: str, rng: random.R
         record.write_bytes(b"")
     elif case == "foreign-version-record":
         data = json.loads(record.read_text())
-        data["format"] = store.FORMAT + 1
+        data["format"] = layout.FORMAT + 1
         record.write_text(json.dumps(data))
     elif case == "wrong-scope-record":
         # The same group, whole and valid, from another scope (another tool version, say), with its
@@ -261,7 +262,7 @@ def corrupt(named_cache: Path, sources: dict[str, str], case: str, rng: random.R
 
 def _loads(record: Path) -> bool:
     try:
-        store.load_entry(str(record), by_stem=True)
+        layout.load_entry(str(record), fake_policy.group_of)
         return True
     except (OSError, ValueError, TypeError, KeyError):
         return False
@@ -295,17 +296,29 @@ def corruption(base: Path, cases: int, seed: int = 0) -> Outcome:
 # --- R4: a stuck lock ------------------------------------------------------------------------------
 
 
-def _hold_lock(path: Path) -> subprocess.Popen:
-    """Another process that takes the lock and never lets go: flock(1) if there is one (which shows
-    it excludes store.py's flock(2)), else Python's fcntl.flock."""
-    if shutil.which("flock"):
+HOLDERS = ("flock", "filelock")
+
+
+def hold_lock(path: Path, holder: str = "flock", seconds: float = 3600) -> subprocess.Popen:
+    """Another process that takes the lock for `seconds`: flock(1) (which shows it excludes the
+    store's flock(2)), or Python's `filelock.FileLock`, as a Python tool or a Pants rule would."""
+    if holder == "flock":
         # Its `sleep` child holds the lock too: the holder runs in its own process group.
-        return subprocess.Popen(["flock", str(path), "sleep", "3600"], start_new_session=True)
-    code = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(3600)"
-    return subprocess.Popen([sys.executable, "-c", code, str(path)], start_new_session=True)
+        return subprocess.Popen(["flock", str(path), "sleep", str(seconds)], start_new_session=True)
+    # The lock object must stay referenced: filelock releases a lock it garbage-collects.
+    code = "import filelock, sys, time; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); time.sleep(float(sys.argv[2]))"
+    return subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
-def _lock_is_held(path: Path) -> bool:
+def wait_until_held(path: Path, holder: subprocess.Popen) -> None:
+    """Until `holder` holds the lock at `path`; AssertionError if it died without taking it."""
+    while not lock_is_held(path):
+        assert holder.poll() is None, f"the lock holder exited with {holder.returncode}"
+        time.sleep(0.01)
+
+
+def lock_is_held(path: Path) -> bool:
     with open(path, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -315,17 +328,17 @@ def _lock_is_held(path: Path) -> bool:
         return False
 
 
-def stuck_lock(named_cache: Path, runs: int, timeout: float) -> Outcome:
-    """A process holds the cache lock forever: runs still give the cold result and exit code, with
-    a warning, in about `timeout` + the tool's own time; once it is gone, commits resume."""
-    out = Outcome(f"R4 stuck lock ({runs} runs, lock_timeout {timeout:g}s)")
+def stuck_lock(named_cache: Path, runs: int, timeout: float, holder_kind: str = "flock") -> Outcome:
+    """A process (flock(1), or filelock) holds the cache lock forever: runs still give the cold
+    result and exit code, with a warning, in about `timeout` + the tool's own time; once it is
+    gone, commits resume."""
+    out = Outcome(f"R4 stuck lock, held by {holder_kind} ({runs} runs, lock_timeout {timeout:g}s)")
     run_fake(named_cache, {"m0": "def a\n"})  # creates the scope
     lock = scope_path(named_cache) / "lock"
-    holder = _hold_lock(lock)
+    holder = hold_lock(lock, holder_kind)
     overruns, codes = [], set()
     try:
-        while not _lock_is_held(lock):
-            time.sleep(0.01)
+        wait_until_held(lock, holder)
         for i in range(runs):
             sources = {m: t.replace("error seeded\n", "") for m, t in fakeproject.generate(15, random.Random(i)).items()}
             if i % 2:  # exit 1 as well as 0
@@ -469,6 +482,37 @@ def security(base: Path) -> Outcome:
         (scope / name).unlink(missing_ok=True)
         (scope / name).symlink_to(outside / name)
     attempt("the lock, generation, index, run log and scope.json are symlinks", named_cache, sources, outside, reused=len(sources))
+
+    # Names read from disk that point outside the cache: an index naming absolute paths and `..`
+    # (as garbage, entries, bad records) for a commit that evicts; a tool that rewrites setup's
+    # manifest with such names. Nothing outside is deleted, read or written.
+    named_cache, scope, sources, outside = fresh("crafted-index")
+    victim = outside / "victim"
+    victim.write_text("precious")
+    index = json.loads((scope / "index.json").read_text())
+    index["garbage"][str(victim)] = 8
+    index["entries"]["../../../../" + str(victim).lstrip("/")] = [8, {str(victim): 8}]
+    index["bad_records"]["../" + victim.name] = 8
+    (scope / "index.json").write_text(json.dumps(index))
+    before = tree_state(outside)
+    sources["evicting"] = "def e\n"
+    run = run_fake(named_cache, sources, max_size=1)
+    out.tried += 1
+    out.expect_cold(run, sources, "a crafted index")
+    out.expect(tree_state(outside) == before, "a crafted index made a commit touch a file outside the cache")
+    named_cache, scope, sources, outside = fresh("hostile-manifest")
+    cache = FAKE_SPEC.sandbox_dir
+    manifest = json.dumps({"generation": 0, "files": {f"../../{outside.name}/secret.meta.json": [1, 1, 1, "0" * 64, 1],
+                                                      "a.meta.json": [1, 1, 1, str(outside / "secret.meta.json"), 1]},
+                           "groups": {f"../{outside.name}/secret": 1, "/etc/passwd": 1}, "unmarked": ["/etc/passwd"]})
+    argv = ["sh", "-c", f"printf '%s' '{manifest}' > .cacheplug/manifest.json && mkdir -p {cache} && echo ok > {cache}/a.meta.json"]
+    before = tree_state(outside)
+    sandbox = make_sandbox(named_cache, argv)
+    run = finish(sandbox, start(sandbox))
+    out.tried += 1
+    out.expect(run.exit_code == 0, "the tool's run failed over a hostile manifest")
+    out.expect(tree_state(outside) == before, "a hostile manifest made a commit touch a file outside the cache")
+    out.expect(check_scope(scope, group_problem=lambda files: None)[1] == [], "the cache is damaged after a hostile manifest")
 
     # Symlinks the tool leaves in its cache dir are not committed, nor read through.
     named_cache, scope, sources, outside = fresh("tool-symlinks")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cacheplug_tests import reliability
+from cacheplug_tests.storekit import run_fake, scope_path
 
 
 def _assert_clean(outcome: reliability.Outcome, tried: int) -> None:
@@ -36,9 +37,26 @@ def test_every_kind_of_corrupt_or_foreign_entry_is_skipped_and_replaced(tmp_path
     _assert_clean(reliability.corruption(tmp_path, cases=cases, seed=1), cases)
 
 
-def test_a_stuck_lock_costs_the_commit_not_the_result(named_cache: Path) -> None:
-    outcome = reliability.stuck_lock(named_cache, runs=2, timeout=0.3)
+@pytest.mark.parametrize("holder", reliability.HOLDERS)
+def test_a_stuck_lock_costs_the_commit_not_the_result(named_cache: Path, holder: str) -> None:
+    outcome = reliability.stuck_lock(named_cache, runs=2, timeout=0.3, holder_kind=holder)
     _assert_clean(outcome, 2)
+
+
+@pytest.mark.parametrize("holder", reliability.HOLDERS)
+def test_a_commit_waits_for_a_lock_held_for_a_while(named_cache: Path, holder: str) -> None:
+    """flock(1) or filelock holds the scope's lock for 1 s: a commit with lock_timeout 30 waits
+    for it, then commits (the store's flock(2) and theirs exclude each other)."""
+    run_fake(named_cache, {"m0": "def a\n"})
+    lock = scope_path(named_cache) / "lock"
+    holder_process = reliability.hold_lock(lock, holder, seconds=1)
+    try:
+        reliability.wait_until_held(lock, holder_process)
+        run = run_fake(named_cache, {"m0": "def b\n"}, lock_timeout=30)
+    finally:
+        holder_process.wait()
+    assert run.report["written"] == 1 and run.report["warnings"] == [], run.report
+    assert run.report["lock_wait_ms"] >= 300, run.report
 
 
 def test_disk_full_during_commit_keeps_result_and_cache_whole(named_cache: Path) -> None:

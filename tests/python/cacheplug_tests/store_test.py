@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheplug import store
+from cacheplug.store.report import MAX_ENTRY_WARNINGS
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import (
     FAKE_ARGV,
@@ -65,7 +65,7 @@ def test_cached_equals_cold_over_random_edits(named_cache: Path) -> None:
 
 
 def test_rewrites_that_change_only_volatile_keys_or_nothing_are_not_committed(named_cache: Path) -> None:
-    spec = dataclasses.replace(FAKE_SPEC, volatile_json=(("*.meta.json", ("mtime",)),))
+    spec = dataclasses.replace(FAKE_SPEC, policy="cacheplug.mypy.cache_policy")  # a meta's mtime is no change
     cache = FAKE_SPEC.sandbox_dir
 
     def rewrite(meta: dict, data: str) -> dict:
@@ -102,5 +102,5 @@ def test_warnings_about_many_bad_entries_are_capped(named_cache: Path) -> None:
         record.write_bytes(b"not a record")
     run = run_fake(named_cache, sources)
     assert same_as_cold(run, sources) is None
-    assert len(run.report["warnings"]) == store.MAX_ENTRY_WARNINGS
-    assert run.report["warnings_dropped"] == len(sources) - store.MAX_ENTRY_WARNINGS
+    assert len(run.report["warnings"]) == MAX_ENTRY_WARNINGS
+    assert run.report["warnings_dropped"] == len(sources) - MAX_ENTRY_WARNINGS

@@ -1,6 +1,6 @@
-"""Run the real cache shim (engine.shim_script + store.py) in hand-made sandboxes, as Pants would.
+"""Run the real cache shim (engine.sandbox_files: the shim, the store) in hand-made sandboxes, as Pants would.
 
-A sandbox here is what Pants gives the wrapped process: a fresh directory holding the shim, store.py
+A sandbox here is what Pants gives the wrapped process: a fresh directory holding the shim, the store
 and the tool's inputs, with the named cache reachable at `.cache/cacheplug` through a symlink.
 Many sandboxes share one named cache, as concurrent Pants runs do.
 """
@@ -18,16 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pants.engine.process import Process
-
-from cacheplug import store
-from cacheplug.engine import (
-    NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, CacheSpec, sandbox_programs, sandbox_scope_dir, scope_descriptor,
-    shim_script,
-)
+from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, SHIM_PATH, CacheSpec, sandbox_files, sandbox_scope_dir
+from cacheplug.store import layout
+from cacheplug.store.index import Index
+from cacheplug_tests import fake_policy
 
 FAKETOOL = str(Path(__file__).with_name("faketool.py"))
-FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), group_by_stem=True, commit_exit_codes=(0, 1))
+FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), policy="cacheplug_tests.fake_policy", commit_exit_codes=(0, 1))
+FAKE_GROUPING = fake_policy.group_of
+ARGV_FILE = ".cacheplug/argv.json"
+
+
+def fake_grouping(tool: str) -> layout.GroupOf | None:
+    """What the goals' registered-tools grouping gives, for faketool."""
+    return FAKE_GROUPING if tool == FAKE_SPEC.tool else None  # the tool's argv, which Pants would pass to the shim
 FAKE_ARGV = [sys.executable, FAKETOOL, FAKE_SPEC.sandbox_dir, "src"]
 BUILD_ROOT = "/buildroot"  # any fixed string: the scope hash only needs to be stable
 
@@ -59,15 +63,10 @@ def make_sandbox(
     for rel, content in (files or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
-    (root / ".cacheplug").mkdir()
-    for program in sandbox_programs(spec):
-        (root / program.path).write_bytes(program.content)
-    process = Process(argv=tuple(argv), description="test tool")
-    shim = shim_script(
-        process, spec, sandbox_scope_dir(spec, BUILD_ROOT), sys.executable, lock_timeout, max_size,
-        scope_descriptor(spec, BUILD_ROOT),
-    )
-    (root / ".cacheplug/shim.sh").write_text(shim)
+    for file in sandbox_files(spec, sys.executable, BUILD_ROOT, lock_timeout, max_size):
+        (root / file.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / file.path).write_bytes(file.content)
+    (root / ARGV_FILE).write_text(json.dumps(argv))
     (root / ".cache").mkdir()
     os.symlink(named_cache, root / NAMED_CACHE_SANDBOX_PATH)
     return root
@@ -75,7 +74,7 @@ def make_sandbox(
 
 def start(sandbox: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        ["bash", ".cacheplug/shim.sh"],
+        ["bash", SHIM_PATH, *json.loads((sandbox / ARGV_FILE).read_text())],
         cwd=sandbox,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
@@ -144,16 +143,16 @@ def disk_bytes(scope: Path) -> int:
         p.lstat().st_size
         for sub in ("entries", "objects")
         for p in (scope / sub).glob("*/*")
-        if not p.name.startswith(store.TMP_PREFIX)
+        if not p.name.startswith(layout.TMP_PREFIX)
     )
 
 
 def index_problems(scope: Path) -> list[str]:
     """If the scope's index claims to be current, it must say exactly what is on disk."""
-    index = store.Index.load(str(scope), store.read_generation(str(scope)))
+    index = Index.load(str(scope), layout.read_generation(str(scope)))
     if index is None:
         return []  # stale or missing: the next commit rebuilds it
-    truth = store.Index.rebuild(str(scope))
+    truth = Index.rebuild(str(scope))
     problems = []
     if index.entries != truth.entries:
         problems.append(f"index entries differ from the records: {len(index.entries)} vs {len(truth.entries)}")
@@ -177,9 +176,9 @@ def check_scope(
     problems: list[str] = index_problems(scope) if check_index and (scope / "entries").exists() else []
     if not (scope / "entries").exists():
         return groups, problems
-    for path in store.iter_entries(str(scope)):
+    for path in layout.iter_entries(str(scope)):
         try:
-            group, files = store.load_entry(path, by_stem=True)
+            group, files = layout.load_entry(path, FAKE_GROUPING)
         except FileNotFoundError:
             continue
         except (OSError, ValueError, TypeError, KeyError) as e:
@@ -188,7 +187,7 @@ def check_scope(
         contents = {}
         for rel, (obj, size) in files.items():
             try:
-                data = Path(store.object_path(str(scope), obj)).read_bytes()
+                data = Path(layout.object_path(str(scope), obj)).read_bytes()
             except OSError as e:
                 problems.append(f"{group}: object of {rel} unreadable: {e}")
                 continue

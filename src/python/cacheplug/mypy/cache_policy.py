@@ -1,5 +1,15 @@
-"""Which cached mypy modules a run must not be given: run by store.py in the sandbox (standard
-library only), after setup has verified the groups and before mypy starts.
+"""mypy's cache policy: run by the store in the sandbox (standard library only; see
+cacheplug/store/policy.py for the contract).
+
+Groups: a module's files (`<module>.meta.json` + `.data.json`, `.meta.ff` + `.data.ff` +
+`.meta_ex.ff` in 2.x) travel together: mypy trusts a meta and reads the data beside it.
+
+No change: a JSON meta rewritten with only a new `mtime` (mypy 1.x re-hashes a source whose mtime
+is new, as every sandbox's is, and rewrites the meta if the hash matches; the quickstart file
+below spares that, but a commit must not depend on it).
+
+Which cached modules a run must not be given, decided after setup has verified the groups and
+before mypy starts:
 
 A module withheld from mypy is loaded from its source, as a cold run loads it; its dependents
 keep their cache when its interface did not change. Each rule below is a case where incremental
@@ -18,6 +28,10 @@ modules it names:
    parses it afresh) changes: withholding those, as cacheplug once did, re-checked every module
    with an optional third-party import, and its import cycle, on every run. mypy < 1.19 writes no
    cache for a module with errors, so this rule never matches there.
+   Likewise `Module "pkg" has no attribute "mod"`: `from pkg import mod` before `pkg/mod.py`
+   existed. mypy records no dependency on a module that was not there, so the importer stays
+   fresh, with that error, after the module is added (1.19.1 and 2.4.1 alone do this; a cold run
+   finds the module).
 2. Deleted modules (mypy 1.x). `from pkg import mod` where `pkg/mod.py` was deleted: cold mypy
    reports `Module "pkg" has no attribute "mod"`; an importer whose meta lists `pkg.mod` as a
    dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
@@ -47,24 +61,50 @@ from typing import Any, Dict, Set
 # meta_ex, which holds the module's errors there.
 READS = ("*.meta.json", "*.meta_ex.*")
 
-# mypy's messages for an import it could not follow (mypy/modulefinder.py), as a meta (1.19 JSON)
-# or meta_ex (2.x fixed format, 1.20+ JSON) records them.
-IMPORT_ERROR_TEXTS = (
-    b"Cannot find implementation or library stub for module named",
-    b"module is installed, but missing library stubs or py.typed marker",
-    b"Library stubs not installed for",
+# mypy's messages for an import it could not follow (mypy/modulefinder.py), and for a name a
+# module lacks (`from pkg import mod` before pkg/mod.py exists), as a meta (1.19 JSON, quotes
+# escaped) or meta_ex (2.x fixed format, 1.20+ JSON) records them.
+IMPORT_ERRORS = re.compile(
+    rb"Cannot find implementation or library stub for module named"
+    rb"|module is installed, but missing library stubs or py\.typed marker"
+    rb"|Library stubs not installed for"
+    rb'|Module \\?"[^"\\]+\\?" has no attribute'
 )
 # Top-level keys of a 1.x JSON meta (mypy writes plain paths and module names, no escapes).
 JSON_PATH = re.compile(rb'"path":\s*"([^"\\]*)"')
 JSON_ID = re.compile(rb'"id":\s*"([^"\\]*)"')
 
 
+JSON_MTIME = re.compile(rb'"mtime":\s*-?[0-9.eE+-]+')
+
+
+def group_of(relpath: str) -> str:
+    """`3.11/pkg/mod.meta.json` -> `3.11/pkg/mod`."""
+    head, base = os.path.split(relpath)
+    return os.path.join(head, base.split(".")[0] or base)
+
+
+def unchanged(relpath: str, new: bytes, old: bytes) -> bool:
+    """A JSON meta equal to the one given but for its `mtime`."""
+    if not relpath.endswith(".meta.json"):
+        return False
+    # Fast path, no parsing: equal once `"mtime": <number>` is blanked ("data_mtime" does not
+    # match: the key must start at a quote).
+    if JSON_MTIME.sub(b'"mtime":0', new) == JSON_MTIME.sub(b'"mtime":0', old):
+        return True
+    try:
+        a, b = json.loads(new), json.loads(old)
+    except ValueError:
+        return False
+    return isinstance(a, dict) and isinstance(b, dict) and (
+        {k: v for k, v in a.items() if k != "mtime"} == {k: v for k, v in b.items() if k != "mtime"})
+
+
 def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
     """The groups ({group: {relpath: content of the files matching READS}}) not to give mypy.
     Runs in the sandbox root, where first-party paths recorded by whole-repo mypy are relative."""
     withheld = {
-        group for group, files in groups.items()
-        if any(text in content for content in files.values() for text in IMPORT_ERROR_TEXTS)
+        group for group, files in groups.items() if any(IMPORT_ERRORS.search(content) for content in files.values())
     }
     gone = {}  # module id -> group, for first-party modules whose source was deleted
     for group, files in groups.items():

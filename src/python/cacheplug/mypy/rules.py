@@ -1,8 +1,10 @@
 """`pants check` with mypy, running each partition through cacheplug's shared cache.
 
 Everything but the per-partition run is Pants' own mypy backend (partitioning by resolve and
-interpreter constraints, the `[mypy]` subsystem, lockfiles, export); this replaces Pants' run,
-which copies one SQLite file in and out without a lock (last writer wins, even after a crash).
+interpreter constraints, the `[mypy]` subsystem, lockfiles, export: `REUSED_PANTS_RULES` and the
+backend's register.py); this replaces Pants' run. Pants 2.17.1's own run names a cache it never
+reuses (its script copies mypy's SQLite cache out of a named cache that is never created, so
+every run is cold; bench/RESULTS.md).
 
 Cache layout choice: mypy's per-module files (`--no-sqlite-cache`; JSON in 1.x, fixed-format
 `.ff` by default in 2.x). mypy writes each of them to a temp file and renames it over the old one,
@@ -20,14 +22,8 @@ from typing import Iterable
 
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 from pants.backend.python.subsystems.setup import PythonSetup
-from pants.backend.python.typecheck.mypy.rules import (  # noqa: F401  (re-registered here)
-    MyPyPartition,
-    MyPyPartitions,
-    MyPyRequest,
-    determine_python_files,
-    mypy_determine_partitions,
-    mypy_typecheck,
-)
+from pants.backend.python.typecheck.mypy import rules as pants_mypy_rules
+from pants.backend.python.typecheck.mypy.rules import MyPyPartition, MyPyRequest, determine_python_files
 from pants.backend.python.typecheck.mypy.subsystem import (
     MyPy,
     MyPyConfigFile,
@@ -59,7 +55,7 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.process import Process
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.option.global_options import GlobalOptions
@@ -67,19 +63,21 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize
 
-from cacheplug.engine import (
-    CachedProcess,
-    CachedProcessRequest,
-    CacheMode,
-    CacheReport,
-    CacheReportRequest,
-    CacheSpec,
-)
+from cacheplug.engine import CachedProcessRequest, CachedProcessResult, CacheSpec, CacheTool
 from cacheplug.mypy import separate
 from cacheplug.mypy.separate import MyPyTool, SeparateCheckRequest, partition_label
-from cacheplug.mypy.subsystem import SharedCache
+from cacheplug.subsystem import SharedCache
 
 logger = logging.getLogger(__name__)
+
+# Pants' own mypy rules this backend keeps (partitioning, and the `check` entry point that runs
+# each partition); its per-partition run is replaced by `mypy_typecheck_partition` below.
+REUSED_PANTS_RULES = (pants_mypy_rules.mypy_determine_partitions, pants_mypy_rules.mypy_typecheck)
+
+
+class MyPyCacheTool(CacheTool):
+    name = "mypy"
+    policy = "cacheplug.mypy.cache_policy"
 
 # mypy >= 1.19 records each dependency's interface hash in a module's meta and re-checks the module
 # when one differs, so modules committed by different runs can be mixed safely. Older mypy compares
@@ -99,26 +97,23 @@ STABLE_PYTHON = "./__cacheplug_stable_python.sh"
 def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache: SharedCache) -> CacheSpec:
     """The cache spec of one mypy partition; `scope` holds what else changes mypy's cache."""
     return CacheSpec(
-        tool="mypy",
+        tool=MyPyCacheTool.name,
         scope=(f"mypy=={mypy_version}", *scope),
+        mode=shared_cache,
         commit_exit_codes=COMMIT_EXIT_CODES,
-        # Modules whose cache incremental mypy would misread, and mypy's quickstart file: see there.
-        policy="cacheplug.mypy.cache_policy",
-        policy_config=json.dumps(
+        # Groups, rewrites that are no change, modules whose cache incremental mypy would
+        # misread, and mypy's quickstart file: see there.
+        policy=MyPyCacheTool.policy,
+        policy_config=FrozenDict(
             {"sources": FILE_LIST, "quickstart": QUICKSTART, "hash": "sha1" if mypy_version >= SHA1_SINCE else "sha256"}
         ),
-        # The source's mtime is new in every sandbox; mypy then re-hashes the source and, if it
-        # is unchanged, rewrites the meta with the new mtime: not worth a commit.
-        volatile_json=(("*.meta.json", ("mtime",)),),
-        group_by_stem=True,
         snapshot_consistency=mypy_version < MIXABLE_ENTRIES_SINCE,
-        mode=CacheMode.READ_ONLY if shared_cache == SharedCache.read_only else CacheMode.READ_WRITE,
     )
 
 
-def mypy_cache_args(spec: CacheSpec, shared_cache: SharedCache) -> list[str]:
+def mypy_cache_args(spec: CacheSpec) -> list[str]:
     """mypy's flags for the cache, after the user's own (later flags win)."""
-    if shared_cache == SharedCache.off:
+    if spec.mode == SharedCache.off:
         return ["--cache-dir=/dev/null"]  # mypy writes no cache there
     # Sandbox files get fresh mtimes every run: mypy's hash check stays on (fed by the quickstart
     # file), its check of the data file's mtime goes.
@@ -272,7 +267,6 @@ async def mypy_typecheck_partition(
     )
     python_files = determine_python_files(roots_sources.snapshot.files)
     file_list_digest = await Get(Digest, CreateDigest(mypy_inputs(python_files)))
-    shared_cache: SharedCache = mypy.options.shared_cache
     spec = mypy_cache_spec(
         (
             partition.description(),
@@ -282,9 +276,9 @@ async def mypy_typecheck_partition(
             first_party_plugins.sources_digest.fingerprint,
         ),
         Version(tool.version),
-        shared_cache,
+        mypy.options.shared_cache,
     )
-    argv = [*tool.argv(), *mypy_cache_args(spec, shared_cache), f"@{FILE_LIST}"]
+    argv = [*tool.argv(), *mypy_cache_args(spec), f"@{FILE_LIST}"]
     input_digest = await Get(
         Digest,
         MergeDigests([file_list_digest, tool.digest, closure_sources.source_files.snapshot.digest]),
@@ -302,16 +296,9 @@ async def mypy_typecheck_partition(
             level=LogLevel.DEBUG,
         ),
     )
-    if shared_cache != SharedCache.off:
-        process = (await Get(CachedProcess, CachedProcessRequest(process, spec))).process
-    result = await Get(FallibleProcessResult, Process, process)
-    if shared_cache != SharedCache.off:
-        cache_report = await Get(CacheReport, CacheReportRequest(result, spec))
-        # e.g. "mypy cache [python-default, py3.11]: 412 reused, 3 written, ..."
-        label = partition_label(partition, tool)
-        for warning in cache_report.warnings:
-            logger.warning(f"mypy cache [{label}]: {warning}")
-        logger.info(f"mypy cache [{label}]: {cache_report.summary()}")
+    # Logs e.g. "mypy cache [python-default, py3.11]: 412 reused, 3 written, ..."
+    cached = await Get(CachedProcessResult, CachedProcessRequest(process, spec, partition_label(partition, tool)))
+    result = cached.result
     report_dir = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{REPORT_DIR}/**"])))
     report = await Get(Digest, RemovePrefix(report_dir, REPORT_DIR))
     return CheckResult.from_fallible_process_result(
@@ -325,7 +312,9 @@ async def mypy_typecheck_partition(
 def rules() -> Iterable[Rule | UnionRule]:
     return [
         *collect_rules(),
+        *collect_rules({r.__name__: r for r in REUSED_PANTS_RULES}),
         *separate.rules(),
         UnionRule(CheckRequest, MyPyRequest),
+        UnionRule(CacheTool, MyPyCacheTool),
         *pex_from_targets.rules(),
     ]

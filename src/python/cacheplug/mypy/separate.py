@@ -449,7 +449,7 @@ async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSe
     modules = {f: module_name(module_prefix(f, roots[f])) for f in checked}
     imports = {f: list(p.imports) for f, p in zip(checked, parsed)}
     graph = unit_graph(modules, imports)
-    edges = import_edges(modules, imports)
+    edges = import_edges(modules, imports, own_packages=False)
     missing = []
     for f, deps in zip(checked, pants_deps):
         listed = {t[PythonSourceField].file_path for t in deps if t.has_field(PythonSourceField)}

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
-from pants.option.option_types import BoolOption, EnumOption
+from pants.option.option_types import BoolOption
 from pants.util.strutil import softwrap
 
-
-class SharedCache(Enum):
-    read_write = "read-write"
-    read_only = "read-only"
-    off = "off"
+from cacheplug.subsystem import SharedCacheOptions
 
 
-class MyPyCacheOptions:
-    shared_cache = EnumOption(
-        default=SharedCache.read_write,
-        help=softwrap(
-            """
-            How mypy uses cacheplug's shared cache (added by the `cacheplug.mypy` backend).
+class MyPyCacheOptions(SharedCacheOptions):
+    """`[mypy].shared_cache` (every cacheplug backend's), and separate compilation."""
 
-            `read-write`: each mypy run starts from the shared cache and commits what it wrote
-            back, merged per module with what concurrent runs committed.
-            `read-only`: start from the shared cache, never write it (e.g. CI runners on a
-            pre-warmed cache).
-            `off`: run mypy cold, with no cache at all.
-            """
-        ),
-    )
     separate_compilation = BoolOption(
         default=False,
         help=softwrap(

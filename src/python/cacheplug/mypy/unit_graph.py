@@ -55,15 +55,19 @@ def prefixes(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def import_edges(modules: Mapping[str, str], imports: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
-    """For each file (`modules`: file -> module name), the files it depends on as mypy sees it."""
+def import_edges(
+    modules: Mapping[str, str], imports: Mapping[str, Iterable[str]], own_packages: bool = True
+) -> dict[str, set[str]]:
+    """For each file (`modules`: file -> module name), the files it depends on as mypy sees it
+    (`own_packages=False`: only what its imports name)."""
     files_of: dict[str, list[str]] = {}
     for file, module in modules.items():
         files_of.setdefault(module, []).append(file)
     edges = {}
     for file, module in modules.items():
         names = {p for name in imports.get(file, ()) for p in prefixes(name)}
-        names.update(prefixes(module)[:-1])  # the module's own packages
+        if own_packages:
+            names.update(prefixes(module)[:-1])  # the module's own packages
         edges[file] = {dep for name in names for dep in files_of.get(name, ()) if dep != file}
     return edges
 

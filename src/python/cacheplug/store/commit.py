@@ -1,0 +1,204 @@
+"""commit: merge what the tool wrote back into the shared cache (see the package docstring for the
+protocol and the races it defends against)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from typing import Dict, List, Optional, Set, Tuple
+
+from .faults import fault
+from .index import LOW_WATER, Index, evict
+from .layout import (
+    checked_name, entry_path, is_safe_relpath, object_path, open_scope, own_dir, read_generation, read_nofollow,
+    record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
+)
+from .locking import Busy, scope_lock
+from .policy import Policy
+from .report import Report
+from .runlog import log_run
+from .spec import Spec
+
+Files = Dict[str, Tuple[str, int]]  # relpath -> (object, size)
+
+
+def changed_groups(
+    scope: str, dest: str, seeded: Dict[str, list], policy: Policy
+) -> Tuple[Dict[str, Dict[str, str]], Set[str], Set[str], Optional[Set[str]]]:
+    """Groups with a new, changed or removed file, mapped to all their current files; every group
+    now present; the groups given whose files the tool replaced with no change (rewrote); and the
+    groups the tool used (read or replaced a file of), or None if no read was seen at all (atime
+    not kept). What is no change is the policy's to say (e.g. mypy 1.x rewrites a meta whose
+    source has a new mtime: committing those would cost a commit per module for nothing)."""
+    current: Dict[str, Dict[str, str]] = {}
+    dirty = set()
+    used = set()
+    replaced = set()
+    reads_seen = False
+    prefix = len(dest.rstrip("/")) + 1
+    for root, dirs, names in os.walk(dest):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in names:
+            path = os.path.join(root, name)
+            rel = path[prefix:]
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel):
+                continue  # symlinks and odd names are never committed
+            group = policy.group_of(rel)
+            current.setdefault(group, {})[rel] = path
+            before = seeded.get(rel)
+            if before is None:
+                dirty.add(group)
+                continue
+            if before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                if st.st_atime_ns > before[4]:
+                    used.add(group)
+                    reads_seen = True
+                continue  # the file the tool was given
+            used.add(group)
+            replaced.add(group)
+            if before[1] == st.st_size and sha256_file(path) == before[3]:
+                continue  # rewritten with the same bytes
+            try:
+                with open(path, "rb") as f:
+                    new = f.read()
+                old = read_nofollow(object_path(scope, before[3]))
+            except OSError:
+                dirty.add(group)
+                continue
+            if not policy.unchanged(rel, new, old):
+                dirty.add(group)
+    for rel in seeded:  # a file the tool removed from a group it kept
+        group = policy.group_of(rel)
+        if group in current and rel not in current[group]:
+            dirty.add(group)
+    return {g: current[g] for g in dirty}, set(current), replaced - dirty, used if reads_seen else None
+
+
+def store_object(scope: str, path: str) -> Tuple[str, int]:
+    """Put a file's content into objects/ and return (object name, size)."""
+    obj = sha256_file(path)
+    size = os.lstat(path).st_size
+    final = object_path(scope, obj)
+    # Always (re)place the object, even if one of that name exists: it may be the corrupt copy
+    # that made this run miss, and replacing identical content is harmless to readers (they hold
+    # their own links to the old inode).
+    tmp = unique_tmp(own_dir(os.path.dirname(final)))
+    try:
+        try:
+            os.link(path, tmp)  # the sandbox is discarded after the run: share its inode
+        except OSError:
+            shutil.copyfile(path, tmp)
+        fault("write-object")
+        os.chmod(tmp, 0o400)  # objects are immutable: a tool writing through a hardlink fails loudly
+        os.replace(tmp, final)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    return obj, size
+
+
+def store_objects(scope: str, sources: Dict[str, Dict[str, str]]) -> Dict[str, Files]:
+    """Store every file of `sources` ({group: {relpath: file}}); return the records to write.
+    Outside the lock: content-addressed and renamed into place, objects are safe to write
+    concurrently, and until a record names them no reader looks at them."""
+    records = {}
+    for group, files in sorted(sources.items()):
+        stored = {}
+        for rel, path in sorted(files.items()):
+            stored[rel] = store_object(scope, path)
+            fault("commit-object")
+        records[group] = stored
+    return records
+
+
+def commit(spec: Spec, policy: Policy, report: Report) -> None:
+    """Commit every group the tool created or changed; drop groups the tool deleted; keep the
+    scope within `spec.max_size` bytes (0: unlimited)."""
+    scope, timeout = spec.scope, spec.lock_timeout
+    with open(spec.manifest) as f:
+        seen = json.load(f)
+    # The manifest is setup's, in this sandbox; still, every name in it is checked before use.
+    seeded = {rel: v for rel, v in seen["files"].items() if is_safe_relpath(rel) and checked_name(v[3])}
+    given: Dict[str, int] = {g: int(ino) for g, ino in seen["groups"].items() if is_safe_relpath(g)}
+    open_scope(scope)
+    dirty, present, rewritten, used = changed_groups(scope, spec.dest, seeded, policy)
+    deleted = [g for g in given if g not in present]
+    untouched = [g for g in given if g in present and g not in dirty and g not in rewritten]
+    report.data.update(reused=len(untouched), rewritten=len(rewritten & set(given)))
+    log_run(scope, hits=len(untouched), misses=len(dirty))
+    mark_used(scope, [g for g in seen["unmarked"] if g in given and g not in dirty and (used is None or g in used)], given)
+    if not dirty and not deleted:
+        return
+    records = store_objects(scope, dirty)
+    try:
+        with scope_lock(scope, timeout) as waited:
+            report.data["lock_wait_ms"] = waited
+            generation = read_generation(scope)
+            if spec.snapshot and generation != seen["generation"]:
+                # The tool judges freshness by comparing timestamps between modules, so mixing
+                # this run's entries with another run's could make a stale entry look fresh. Keep
+                # the cache a sequence of whole runs instead: skip, the next run redoes the work.
+                report.warn("another run committed to this cache meanwhile; this run's writes were skipped to keep it consistent")
+                index = Index.load(scope, generation)
+                if index is not None:  # count the objects stored for nothing, for the budget
+                    index.garbage.update({o: n for fs in records.values() for o, n in fs.values() if o not in index.refs})
+                    index.save(scope, generation)
+                return
+            fault("commit-locked")
+            if spec.describe and not os.path.lexists(os.path.join(scope, "scope.json")):
+                write_atomically(os.path.join(scope, "scope.json"), spec.describe.encode())
+            update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report)
+    except Busy:
+        report.data["lock_wait_ms"] = int(timeout * 1000)
+        report.warn(f"timed out after {timeout:g}s waiting for the cache lock; this run's cache writes were skipped")
+
+
+def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:
+    """Set the records' mtime (last use, for LRU eviction) to now. No lock: a record evicted
+    meanwhile is not there to mark; one replaced meanwhile is new anyway (the inode check)."""
+    for group in groups:
+        path = entry_path(scope, group)
+        try:
+            if os.lstat(path).st_ino == inodes[group]:
+                os.utime(path, follow_symlinks=False)
+        except OSError:
+            pass
+
+
+def update_locked(
+    scope: str, generation: int, records: Dict[str, Files], deleted: List[str],
+    deleted_inodes: Dict[str, int], sources: Dict[str, Dict[str, str]], max_size: int, report: Report,
+) -> None:
+    """Under the lock: write `records` ({group: {relpath: (object, size)}}, objects already
+    stored), delete the `deleted` groups whose record is still the inode in `deleted_inodes`,
+    update the index, evict down to the budget. `sources[group][relpath]` is a file to re-store
+    an object from if it was collected between its write and now."""
+    index = Index.load(scope, generation) or Index.rebuild(scope)
+    # Bump the generation first: if we die before saving the index, the index is stale and says so.
+    write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
+    for group, files in records.items():
+        for rel, (obj, _) in files.items():
+            if not os.path.lexists(object_path(scope, obj)):  # evicted after we stored it
+                store_object(scope, sources[group][rel])
+        data = record_bytes(scope, group, files)
+        path = entry_path(scope, group)
+        own_dir(os.path.dirname(path))
+        write_atomically(path, data, "write-record")
+        index.put(os.path.basename(path), len(data), {obj: size for obj, size in files.values()})
+        report.data["written"] += 1
+        fault("commit-record")
+    for group in deleted:
+        path = entry_path(scope, group)
+        try:
+            if os.lstat(path).st_ino == deleted_inodes[group]:  # not replaced since we read it
+                os.unlink(path)
+                index.remove(os.path.basename(path))
+                report.data["deleted"] += 1
+        except FileNotFoundError:
+            pass
+    if max_size and index.bytes() > max_size:
+        evict(scope, index, int(max_size * LOW_WATER), report)
+    index.save(scope, generation + 1)

@@ -1,0 +1,209 @@
+"""A cache scope on disk: the names of its files, its records, and the file primitives every
+writer and reader uses (see the package docstring for the layout and the protocol)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from .faults import EUID, fault
+
+FORMAT = 2  # of records; 2: records name their scope
+TMP_PREFIX = ".cacheplug-tmp."
+TMP_GRACE = 900  # seconds: a temp file older than this (ctime) belongs to a killed run
+HEX64 = re.compile(r"[0-9a-f]{64}")  # an object's name, and a record's (sha256 of its group)
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+def is_safe_relpath(relpath: str) -> bool:
+    """A relative path that stays inside its root: no absolute paths, no `..`, nothing odd."""
+    if not isinstance(relpath, str) or not relpath or relpath.startswith("/") or "\\" in relpath or "\0" in relpath:
+        return False
+    parts = relpath.split("/")
+    return all(p not in ("", ".", "..") for p in parts)
+
+
+def checked_name(name: object) -> str:
+    """`name`, if it can name an object or a record (64 hex digits); else ValueError. Every such
+    name read from disk passes here before a path is made of it (os.path.join takes an absolute
+    name as the whole path)."""
+    if not isinstance(name, str) or not HEX64.fullmatch(name):
+        raise ValueError(f"not a cache file name: {name!r:.80}")
+    return name
+
+
+def entry_name(group: str) -> str:
+    return hashlib.sha256(group.encode()).hexdigest()
+
+
+def entry_path(scope: str, group: str) -> str:
+    return entry_file(scope, entry_name(group))
+
+
+def entry_file(scope: str, name: str) -> str:
+    name = checked_name(name)
+    return os.path.join(scope, "entries", name[:2], name)
+
+
+def object_path(scope: str, obj: str) -> str:
+    obj = checked_name(obj)
+    return os.path.join(scope, "objects", obj[:2], obj)
+
+
+def unique_tmp(directory: str) -> str:
+    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}")
+
+
+# --- directories and files -----------------------------------------------------------------------
+
+
+def own_dir(path: str, create: bool = True, checked: Optional[Set[str]] = None) -> str:
+    """`path`, a real directory owned by us, made private (0700) if we create it. A symlink planted
+    here (pointing outside the cache) is refused, never followed, for reads and writes alike.
+    `checked`: directories already checked in this run (one run is short: none is swapped under
+    it without also failing the reads that follow)."""
+    if checked is None or path not in checked:
+        if create:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path} is not a directory (a symlink?); not using it")
+        if st.st_uid != EUID:
+            raise OSError(f"{path} is owned by uid {st.st_uid}, not by us; not using it")
+        if checked is not None:
+            checked.add(path)
+    return path
+
+
+def open_scope(scope: str) -> str:
+    """Create the scope dir private to this user; refuse one that is a symlink or not ours."""
+    root = os.path.dirname(os.path.dirname(scope))  # the named cache: Pants' symlink in the sandbox
+    if os.path.islink(root) and not os.path.exists(root):
+        # Pants creates a named cache's directory once per process (pantsd lives long); if it was
+        # deleted since (rm -rf, a prune), recreate it rather than run cold until pantsd restarts.
+        os.makedirs(os.path.join(os.path.dirname(root), os.readlink(root)), mode=0o700, exist_ok=True)
+    own_dir(os.path.dirname(scope))  # the tool's directory
+    for path in (scope, os.path.join(scope, "entries"), os.path.join(scope, "objects")):
+        own_dir(path)
+    return scope
+
+
+def read_generation(scope: str) -> int:
+    try:
+        return int(read_nofollow(os.path.join(scope, "generation")).strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def write_atomically(path: str, data: bytes, point: str = "") -> None:
+    """Write `path` whole or not at all: a unique temp file in the same dir, then rename(2)."""
+    tmp = unique_tmp(os.path.dirname(path))
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            fault(point)
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def read_nofollow(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        chunks: List[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- records and objects -------------------------------------------------------------------------
+
+
+def iter_entries(scope: str) -> Iterator[str]:
+    entries = os.path.join(scope, "entries")
+    for shard in sorted(os.listdir(entries)):
+        shard_dir = os.path.join(entries, shard)
+        try:
+            own_dir(shard_dir, create=False)
+        except OSError:
+            continue  # not a directory of ours: nothing in it is used
+        else:
+            for name in sorted(os.listdir(shard_dir)):
+                if HEX64.fullmatch(name):  # not a temp file, nor anything planted
+                    yield os.path.join(shard_dir, name)
+
+
+def iter_objects(scope: str) -> Iterator[Tuple[str, int]]:
+    """(name, size) of every object file on disk."""
+    objects = os.path.join(scope, "objects")
+    for shard in sorted(os.listdir(objects)):
+        try:
+            shard_dir = own_dir(os.path.join(objects, shard), create=False)
+        except OSError:
+            continue
+        for name in os.listdir(shard_dir):
+            if HEX64.fullmatch(name):
+                try:
+                    yield name, os.lstat(os.path.join(shard_dir, name)).st_size
+                except FileNotFoundError:
+                    pass
+
+
+GroupOf = Callable[[str], str]
+
+
+def load_entry(path: str, group_of: Optional[GroupOf], data: Optional[bytes] = None) -> Tuple[str, Dict[str, Tuple[str, int]]]:
+    """Parse and validate one entry record (read from `path` unless `data` is given); raise
+    ValueError if it is foreign or corrupt. `group_of=None`: do not check how files are grouped."""
+    record = json.loads(read_nofollow(path) if data is None else data)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError("unknown record format")
+    scope = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    if record.get("scope") != os.path.basename(scope):
+        raise ValueError("record of another cache scope")
+    group, files = record.get("group"), record.get("files")
+    if not isinstance(group, str) or not is_safe_relpath(group) or not isinstance(files, dict):
+        raise ValueError("bad group name")
+    if entry_path(scope, group) != path:
+        raise ValueError("record stored under the wrong name")
+    result = {}
+    for rel, value in files.items():
+        if not (is_safe_relpath(rel) and (group_of is None or group_of(rel) == group)):
+            raise ValueError(f"file {rel!r} does not belong to group {group!r}")
+        obj, size = value
+        result[rel] = (checked_name(obj), int(size))
+    return group, result
+
+
+def record_bytes(scope: str, group: str, files: Dict[str, Tuple[str, int]]) -> bytes:
+    return json.dumps({"format": FORMAT, "scope": os.path.basename(scope), "group": group,
+                       "files": {rel: list(v) for rel, v in files.items()}}, sort_keys=True).encode()

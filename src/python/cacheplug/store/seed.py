@@ -1,0 +1,132 @@
+"""setup: give the tool a private copy of the shared cache in its sandbox, and record what it got
+(the manifest, which commit compares the tool's files with)."""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+import time
+from typing import Dict, List, Set, Tuple
+
+from .faults import fault
+from .layout import (
+    iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, unlink_quietly, write_atomically,
+)
+from .policy import Policy
+from .report import Report
+from .spec import Spec
+
+TOUCH_AFTER = 600  # seconds: LRU resolution; a record reused more often is not marked used again
+
+
+def materialize(src: str, dest: str, obj: str, size: int, made: Set[str], checked: Set[str]) -> Tuple[bytes, os.stat_result]:
+    """Hardlink a verified object to `dest`; return its content and dest's lstat. Tools replace
+    cache files by rename, never in place, so the link is safe; across filesystems, a copy."""
+    own_dir(os.path.dirname(src), create=False, checked=checked)
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            raise ValueError(f"object {obj[:12]} is not a file or has the wrong size")
+        # Verify the content: a flipped bit, or a tool that wrote through a hardlink (root ignores
+        # the objects' read-only mode), must be a miss, never a wrong input for the tool.
+        content = os.read(fd, size + 1)  # one call (no file object: this runs per cached file)
+    finally:
+        os.close(fd)
+    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
+        raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
+    directory = os.path.dirname(dest)
+    if directory not in made:
+        os.makedirs(directory, exist_ok=True)
+        made.add(directory)
+    try:
+        os.link(src, dest, follow_symlinks=False)
+        linked = os.lstat(dest)
+        if linked.st_ino == st.st_ino:
+            return content, linked
+        os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
+            raise
+    with open(dest, "xb") as fdst:
+        fdst.write(content)
+    return content, os.lstat(dest)
+
+
+Given = Tuple[Dict[str, Tuple[str, int]], Dict[str, os.stat_result], os.stat_result]
+
+
+def setup(spec: Spec, policy: Policy, report: Report) -> None:
+    """Give the tool a private copy of the cache at `spec.dest`, and record what it was given."""
+    scope, dest = spec.scope, spec.dest
+    given: Dict[str, Given] = {}  # group -> (its record's files, their lstat in dest, the record's lstat)
+    reads: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files the policy reads
+    generation = 0
+    os.makedirs(dest, exist_ok=True)
+    made = {dest}  # directories created in dest
+    checked: Set[str] = set()  # object shard directories found ours
+    try:
+        open_scope(scope)
+        generation = read_generation(scope)
+        for path in iter_entries(scope):
+            try:
+                group, files = load_entry(path, policy.group_of)
+                entry_st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # replaced or deleted since listdir: a miss
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                report.data["skipped"] += 1
+                report.warn_entry(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
+                continue
+            contents = {}
+            stats: Dict[str, os.stat_result] = {}
+            try:
+                for rel, (obj, size) in files.items():
+                    contents[rel], stats[rel] = materialize(
+                        object_path(scope, obj), os.path.join(dest, rel), obj, size, made, checked)
+                    fault("setup-file")
+            except (OSError, ValueError) as e:
+                _unlink_group(dest, stats)  # all of a group or none of it
+                report.data["skipped"] += 1
+                if not isinstance(e, FileNotFoundError):  # vanished = evicted/replaced: a miss
+                    report.warn_entry(f"ignored cache group {group!r}: {e}")
+                continue
+            given[group] = (files, stats, entry_st)
+            if policy.reads:
+                reads[group] = {r: c for r, c in contents.items() if any(fnmatch.fnmatch(r, g) for g in policy.reads)}
+    except OSError as e:
+        report.warn(f"cache unavailable, running cold: {e}")
+    try:
+        withheld = policy.withhold(reads)
+    except Exception as e:  # a policy that fails cannot say what is safe to give: nothing is
+        report.warn(f"cache policy failed, running cold: {type(e).__name__}: {e}")
+        withheld = set(given)
+    for group in withheld & set(given):
+        _unlink_group(dest, given.pop(group)[1])
+        report.data["withheld"] += 1
+    try:
+        policy.prepare()
+    except Exception as e:  # it only saves the tool work
+        report.warn(f"cache policy's preparation failed, results unaffected: {type(e).__name__}: {e}")
+    seeded: Dict[str, list] = {}  # relpath -> [ino, size, mtime_ns, object, atime_ns] as given to the tool
+    for files, stats, _ in given.values():
+        for rel, st in stats.items():
+            seeded[rel] = [st.st_ino, st.st_size, st.st_mtime_ns, files[rel][0], st.st_atime_ns]
+    report.data["given"] = report.data["reused"] = len(given)  # commit says how many stayed untouched
+    stale = time.time() - TOUCH_AFTER
+    write_atomically(spec.manifest, json.dumps({
+        "generation": generation,
+        "files": seeded,
+        "groups": {group: entry_st.st_ino for group, (_, _, entry_st) in given.items()},  # the records they came from
+        # groups whose record was last marked used over TOUCH_AFTER ago
+        "unmarked": [group for group, (_, _, entry_st) in given.items() if entry_st.st_mtime < stale],
+    }).encode(), "write-manifest")
+
+
+def _unlink_group(dest: str, files: List[str] | Dict[str, os.stat_result]) -> None:
+    for rel in files:
+        unlink_quietly(os.path.join(dest, rel))
