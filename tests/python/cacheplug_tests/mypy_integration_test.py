@@ -71,6 +71,17 @@ def test_read_only_commits_nothing(repo: PantsRepo) -> None:
     assert _cache_line(result.stderr)["written"] == 0
 
 
+def test_mypy_2_no_change_run_commits_nothing(repo: PantsRepo) -> None:
+    """mypy 2.x's `.meta.ff` files, rewritten for every source's new mtime, were committed by every
+    run (issue 17, defect 1); the quickstart file spares the rewrites."""
+    mypy2 = ["--mypy-version=mypy==2.4.1", "--mypy-lockfile=<none>", "--mypy-extra-requirements=[]"]
+    first = repo.run(*mypy2, "check", "::")
+    assert _cache_line(first.stderr)["written"] > 20, first.stderr[-3000:]
+    repo.write({"src/app/nonce.py": "X = 1\n"})  # so that the process runs again (pantsd, process cache)
+    again = _cache_line(repo.run(*mypy2, "check", "::").stderr)
+    assert again["written"] == 1 and again["given"] > 20, again  # the new module, nothing else
+
+
 @pytest.mark.parametrize("flag, expected", BAD_OPTION_VALUES)
 def test_bad_option_values_name_the_option_and_what_is_allowed(repo: PantsRepo, flag: str, expected: list[str]) -> None:
     result = repo.run(flag, "check", "::")
