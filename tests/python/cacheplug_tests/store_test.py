@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cacheplug.store.report import MAX_ENTRY_WARNINGS
-from cacheplug_tests import fakeproject
+from cacheplug_tests import fake_policy, fakeproject
 from cacheplug_tests.storekit import (
     FAKE_ARGV,
     FAKE_SPEC,
@@ -82,6 +82,24 @@ def test_rewrites_that_change_only_volatile_keys_or_nothing_are_not_committed(na
     assert rewrite({"hash": 2, "mtime": 3}, "d2")["written"] == 1  # the data changed
     groups, problems = check_scope(scope_path(named_cache, spec), group_problem=lambda files: None)
     assert problems == [] and json.loads(groups["a"]["a.meta.json"]) == {"hash": 2, "mtime": 3}
+
+
+@pytest.mark.parametrize("name", ["notes", "x.inplace"])
+def test_a_file_the_tool_writes_in_place_never_corrupts_the_cache(named_cache: Path, name: str) -> None:
+    # As mypy writes `missing_stubs`: open, truncate, write. `chmod` because root ignores the
+    # objects' read-only mode anyway. `x.inplace` is in the policy's COPIES: given as a copy.
+    cache, previous = FAKE_SPEC.sandbox_dir, ""
+    for content in ["a", "bb", "a", "bb", "cc"]:
+        path = f"{cache}/{name}"
+        argv = ["sh", "-c", f"mkdir -p {cache}; cat {path} 2>/dev/null; chmod u+w {path} 2>/dev/null; printf {content} > {path}"]
+        sandbox = make_sandbox(named_cache, argv)
+        run = finish(sandbox, start(sandbox))
+        assert run.exit_code == 0 and run.stdout == previous  # given what the last run wrote
+        warned = [w for w in run.report["warnings"] if "in place" in w]
+        assert len(warned) == (name == "notes" and previous != ""), run.report["warnings"]
+        groups, problems = check_scope(scope_path(named_cache), group_problem=lambda files: None)
+        assert problems == [] and groups[fake_policy.group_of(name)] == {name: content.encode()}
+        previous = content
 
 
 def test_a_named_cache_deleted_under_a_running_pantsd_is_recreated(named_cache: Path) -> None:

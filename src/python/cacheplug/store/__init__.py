@@ -9,9 +9,10 @@ Layout of one cache scope (a directory inside the Pants named cache; `layout.py`
     objects/ab/<sha256>   immutable file contents, content-addressed; never modified once there
     entries/ab/<sha256 of the group name>
                           one JSON record per *group* of tool files: {"format": F, "scope": s,
-                          "group": g, "files": {relpath: [object, size]}}. A group is the files
-                          that must travel together (mypy's <module>.meta.json + .data.json), as
-                          the tool's policy says (`policy.py`).
+                          "group": g, "files": {relpath: [object, size]}, "stamps": {object:
+                          [inode, mtime_ns]}}. A group is the files that must travel together
+                          (mypy's <module>.meta.json + .data.json), as the tool's policy says
+                          (`policy.py`).
     lock                  flock(2) lock file serializing commits (`locking.py`)
     generation            a counter, bumped by every commit
     index.json            what each entry holds and weighs, for the byte budget (`index.py`)
@@ -39,6 +40,12 @@ Why this shape (the protocol: `seed.py`, `commit.py`):
   counts as used. Eviction deletes the record first, then objects no record names any more: a
   run that read the record just before becomes a miss for that group (an object gone when it
   links it), never a torn group.
+- The sandbox gets hardlinks of the objects: tools replace their cache files by rename. An object
+  is verified before it is given: by the inode and mtime its record's commit saw (`stamps`; any
+  write to it moves the mtime), or else by hashing its content. A file the tool writes in place
+  is given as a copy (the policy's COPIES); if a tool writes one in place through its link anyway
+  (root ignores the objects' read-only mode), commit sees the same inode changed, warns, and under
+  the lock removes the object and every record naming it, if its content no longer matches.
 - Every name read from disk (index, records, manifests, archives) is checked to be a name inside
   the cache (`layout.is_safe_relpath`, `layout.HEX64`) before a path is made of it: a crafted file
   can make a miss, never a read or a deletion outside the cache.

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from .faults import fault
 from .index import LOW_WATER, Index, evict
 from .layout import (
-    checked_name, entry_path, is_safe_relpath, object_path, open_scope, own_dir, read_generation, read_nofollow,
+    checked_name, entry_file, entry_path, is_safe_relpath, object_path, open_scope, own_dir, read_generation, read_nofollow,
     record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
 )
 from .locking import Busy, scope_lock
@@ -25,13 +25,14 @@ Files = Dict[str, Tuple[str, int]]  # relpath -> (object, size)
 
 
 def changed_groups(
-    scope: str, dest: str, seeded: Dict[str, list], policy: Policy
+    scope: str, dest: str, seeded: Dict[str, list], policy: Policy, report: Report, written: Dict[str, int],
 ) -> Tuple[Dict[str, Dict[str, str]], Set[str], Set[str], Optional[Set[str]]]:
     """Groups with a new, changed or removed file, mapped to all their current files; every group
     now present; the groups given whose files the tool replaced with no change (rewrote); and the
     groups the tool used (read or replaced a file of), or None if no read was seen at all (atime
     not kept). What is no change is the policy's to say (e.g. mypy 1.x rewrites a meta whose
-    source has a new mtime: committing those would cost a commit per module for nothing)."""
+    source has a new mtime: committing those would cost a commit per module for nothing).
+    `written` gets the objects the tool wrote through ({object: inode})."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
     used = set()
@@ -59,6 +60,10 @@ def changed_groups(
                 continue  # the file the tool was given
             used.add(group)
             replaced.add(group)
+            if st.st_ino == before[0] and written_through(scope, rel, before[3], st.st_ino, report):
+                written[before[3]] = st.st_ino
+                dirty.add(group)  # the object holds what the tool wrote: nothing to compare with
+                continue
             if before[1] == st.st_size and sha256_file(path) == before[3]:
                 continue  # rewritten with the same bytes
             try:
@@ -77,6 +82,40 @@ def changed_groups(
     return {g: current[g] for g in dirty}, set(current), replaced - dirty, used if reads_seen else None
 
 
+def written_through(scope: str, rel: str, obj: str, ino: int, report: Report) -> bool:
+    """Whether the tool wrote `rel` in place through a hardlink to the object `obj` (its policy
+    should list it in COPIES; root ignores the object's read-only mode), so that the object may no
+    longer hold what its name says. Not if it was a private copy, or the object was replaced by
+    rename since (then it is right)."""
+    try:
+        if os.lstat(object_path(scope, obj)).st_ino != ino:
+            return False
+    except FileNotFoundError:
+        return False
+    report.warn(f"the tool wrote {rel} in place through its link into the cache; its cache policy should list it in COPIES")
+    return True
+
+
+def drop_written_through(scope: str, index: Index, objects: Dict[str, int]) -> None:
+    """Under the lock: remove each object a tool wrote through ({object: inode}) whose content no
+    longer matches its name, and every record naming it (a miss, never a wrong input), records
+    first as eviction does. One that another commit replaced by rename since is right: the inode
+    check leaves it; one replaced between that check and the unlink is lost (a later commit that
+    names it stores it again, see update_locked)."""
+    for obj, ino in objects.items():
+        path = object_path(scope, obj)
+        try:
+            if os.lstat(path).st_ino != ino or sha256_file(path) == obj:
+                continue
+        except FileNotFoundError:
+            continue
+        for name in [n for n, (_, named) in index.entries.items() if obj in named]:
+            unlink_quietly(entry_file(scope, name))
+            index.remove(name)
+        unlink_quietly(path)
+        index.garbage.pop(obj, None)
+
+
 def store_object(scope: str, path: str) -> Tuple[str, int]:
     """Put a file's content into objects/ and return (object name, size)."""
     obj = sha256_file(path)
@@ -88,7 +127,12 @@ def store_object(scope: str, path: str) -> Tuple[str, int]:
     tmp = unique_tmp(own_dir(os.path.dirname(final)))
     try:
         try:
-            os.link(path, tmp)  # the sandbox is discarded after the run: share its inode
+            # The sandbox is discarded after the run: share the file's inode, unless something
+            # else links to it (a given object the tool wrote in place; other sandboxes may hold
+            # it and write it again).
+            if os.lstat(path).st_nlink != 1:
+                raise OSError("shared inode")
+            os.link(path, tmp)
         except OSError:
             shutil.copyfile(path, tmp)
         fault("write-object")
@@ -124,13 +168,14 @@ def commit(spec: Spec, policy: Policy, report: Report) -> None:
     seeded = {rel: v for rel, v in seen["files"].items() if is_safe_relpath(rel) and checked_name(v[3])}
     given: Dict[str, int] = {g: int(ino) for g, ino in seen["groups"].items() if is_safe_relpath(g)}
     open_scope(scope)
-    dirty, present, rewritten, used = changed_groups(scope, spec.dest, seeded, policy)
+    written: Dict[str, int] = {}
+    dirty, present, rewritten, used = changed_groups(scope, spec.dest, seeded, policy, report, written)
     deleted = [g for g in given if g not in present]
     untouched = [g for g in given if g in present and g not in dirty and g not in rewritten]
     report.data.update(reused=len(untouched), rewritten=len(rewritten & set(given)))
     log_run(scope, hits=len(untouched), misses=len(dirty))
     mark_used(scope, [g for g in seen["unmarked"] if g in given and g not in dirty and (used is None or g in used)], given)
-    if not dirty and not deleted:
+    if not dirty and not deleted and not written:
         return
     records = store_objects(scope, dirty)
     try:
@@ -150,7 +195,7 @@ def commit(spec: Spec, policy: Policy, report: Report) -> None:
             fault("commit-locked")
             if spec.describe and not os.path.lexists(os.path.join(scope, "scope.json")):
                 write_atomically(os.path.join(scope, "scope.json"), spec.describe.encode())
-            update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report)
+            update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report, written)
     except Busy:
         report.data["lock_wait_ms"] = int(timeout * 1000)
         report.warn(f"timed out after {timeout:g}s waiting for the cache lock; this run's cache writes were skipped")
@@ -171,11 +216,13 @@ def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:
 def update_locked(
     scope: str, generation: int, records: Dict[str, Files], deleted: List[str],
     deleted_inodes: Dict[str, int], sources: Dict[str, Dict[str, str]], max_size: int, report: Report,
+    written: Optional[Dict[str, int]] = None,
 ) -> None:
     """Under the lock: write `records` ({group: {relpath: (object, size)}}, objects already
     stored), delete the `deleted` groups whose record is still the inode in `deleted_inodes`,
     update the index, evict down to the budget. `sources[group][relpath]` is a file to re-store
-    an object from if it was collected between its write and now."""
+    an object from if it was collected between its write and now. `written`: objects a tool
+    wrote through (see drop_written_through)."""
     index = Index.load(scope, generation) or Index.rebuild(scope)
     # Bump the generation first: if we die before saving the index, the index is stale and says so.
     write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
@@ -183,7 +230,12 @@ def update_locked(
         for rel, (obj, _) in files.items():
             if not os.path.lexists(object_path(scope, obj)):  # evicted after we stored it
                 store_object(scope, sources[group][rel])
-        data = record_bytes(scope, group, files)
+        # Each object's stamp as it is now, under the lock: what setup may trust it by.
+        stamps = {}
+        for obj, _ in files.values():
+            st = os.lstat(object_path(scope, obj))
+            stamps[obj] = (st.st_ino, st.st_mtime_ns)
+        data = record_bytes(scope, group, files, stamps)
         path = entry_path(scope, group)
         own_dir(os.path.dirname(path))
         write_atomically(path, data, "write-record")
@@ -199,6 +251,7 @@ def update_locked(
                 report.data["deleted"] += 1
         except FileNotFoundError:
             pass
+    drop_written_through(scope, index, written or {})
     if max_size and index.bytes() > max_size:
         evict(scope, index, int(max_size * LOW_WATER), report)
     index.save(scope, generation + 1)

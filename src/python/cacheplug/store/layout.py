@@ -181,9 +181,15 @@ def iter_objects(scope: str) -> Iterator[Tuple[str, int]]:
 GroupOf = Callable[[str], str]
 
 
-def load_entry(path: str, group_of: Optional[GroupOf], data: Optional[bytes] = None) -> Tuple[str, Dict[str, Tuple[str, int]]]:
+Stamp = Tuple[int, int]  # an object file's (inode, mtime_ns) when a commit named it
+
+
+def load_entry(
+    path: str, group_of: Optional[GroupOf], data: Optional[bytes] = None, stamps: Optional[Dict[str, Stamp]] = None,
+) -> Tuple[str, Dict[str, Tuple[str, int]]]:
     """Parse and validate one entry record (read from `path` unless `data` is given); raise
-    ValueError if it is foreign or corrupt. `group_of=None`: do not check how files are grouped."""
+    ValueError if it is foreign or corrupt. `group_of=None`: do not check how files are grouped.
+    `stamps`: filled with the record's object stamps (see seed.materialize)."""
     record = json.loads(read_nofollow(path) if data is None else data)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError("unknown record format")
@@ -201,9 +207,14 @@ def load_entry(path: str, group_of: Optional[GroupOf], data: Optional[bytes] = N
             raise ValueError(f"file {rel!r} does not belong to group {group!r}")
         obj, size = value
         result[rel] = (checked_name(obj), int(size))
+    if stamps is not None and isinstance(record.get("stamps"), dict):
+        for obj, stamp in record["stamps"].items():
+            if isinstance(obj, str) and isinstance(stamp, list) and len(stamp) == 2 and all(type(n) is int for n in stamp):
+                stamps[obj] = (stamp[0], stamp[1])
     return group, result
 
 
-def record_bytes(scope: str, group: str, files: Dict[str, Tuple[str, int]]) -> bytes:
+def record_bytes(scope: str, group: str, files: Dict[str, Tuple[str, int]], stamps: Dict[str, Stamp]) -> bytes:
     return json.dumps({"format": FORMAT, "scope": os.path.basename(scope), "group": group,
-                       "files": {rel: list(v) for rel, v in files.items()}}, sort_keys=True).encode()
+                       "files": {rel: list(v) for rel, v in files.items()},
+                       "stamps": {obj: list(stamp) for obj, stamp in stamps.items()}}, sort_keys=True).encode()

@@ -12,6 +12,10 @@ loaded from there. Standard library only. A policy module may define, all option
         the groups not to give the tool this run, from the content of their files matching READS
         ({group: {relpath: bytes}}): the tool re-creates them (to work around its incremental
         bugs; default: none);
+    COPIES: tuple of globs
+        files the tool writes in place (opens for writing) rather than replacing by rename: given
+        as private copies. Every other file is given as a hardlink to the store's object, which
+        a write in place would corrupt (commit detects that, warns and repairs it);
     prepare(config) -> None
         run after setup, with the tool rule's `policy_config` (e.g. files that spare the tool
         work).
@@ -32,6 +36,7 @@ class Policy:
         self.module = module
         self.config = config or {}
         self.reads: Tuple[str, ...] = tuple(getattr(module, "READS", ()))
+        self.copies: Tuple[str, ...] = tuple(getattr(module, "COPIES", ()))
 
     def group_of(self, relpath: str) -> str:
         group_of = getattr(self.module, "group_of", None)

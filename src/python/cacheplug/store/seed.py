@@ -10,11 +10,11 @@ import json
 import os
 import stat
 import time
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .layout import (
-    iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, unlink_quietly, write_atomically,
+    Stamp, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, unlink_quietly, write_atomically,
 )
 from .policy import Policy
 from .report import Report
@@ -23,10 +23,54 @@ from .spec import Spec
 TOUCH_AFTER = 600  # seconds: LRU resolution; a record reused more often is not marked used again
 
 
-def materialize(src: str, dest: str, obj: str, size: int, made: Set[str], checked: Set[str]) -> Tuple[bytes, os.stat_result]:
-    """Hardlink a verified object to `dest`; return its content and dest's lstat. Tools replace
-    cache files by rename, never in place, so the link is safe; across filesystems, a copy."""
+def materialize(
+    src: str, dest: str, obj: str, size: int, stamp: Optional[Stamp], read: bool, copy: bool,
+    made: Set[str], checked: Set[str],
+) -> Tuple[Optional[bytes], os.stat_result]:
+    """Hardlink a verified object to `dest`; return its content (if `read`, or if it had to be
+    verified) and dest's lstat. Tools replace cache files by rename, so the link is safe; a file
+    the policy says the tool writes in place (`copy`), or any file across filesystems, is copied.
+
+    Verified means: its inode, size and mtime are those the commit that named it recorded
+    (`stamp`), or else its content hashes to its name. The shortcut relies on objects being
+    written only by rename into place (a new inode) and never in place: a tool writing through a
+    hardlink, or any program writing to the file, moves its mtime, and so makes it hashed again
+    (and a miss, if its content no longer matches). A flipped bit on the disk that leaves the
+    mtime alone is the filesystem's to catch; `pants cache-prune` rebuilds from and checks the
+    records, not the content."""
     own_dir(os.path.dirname(src), create=False, checked=checked)
+    if stamp is not None and not read and not copy:
+        st = os.lstat(src)  # not followed: a planted symlink is never a match
+        if stat.S_ISREG(st.st_mode) and st.st_size == size and (st.st_ino, st.st_mtime_ns) == stamp:
+            linked = _link(src, dest, made)
+            if linked is not None and linked.st_ino == st.st_ino:
+                return None, linked
+            if linked is not None:
+                os.unlink(dest)  # replaced between our lstat and the link: verify it the long way
+    return _verified_link(src, dest, obj, size, made, copy)
+
+
+def _make_parent(dest: str, made: Set[str]) -> None:
+    directory = os.path.dirname(dest)
+    if directory not in made:
+        os.makedirs(directory, exist_ok=True)
+        made.add(directory)
+
+
+def _link(src: str, dest: str, made: Set[str]) -> Optional[os.stat_result]:
+    _make_parent(dest, made)
+    try:
+        os.link(src, dest, follow_symlinks=False)
+        return os.lstat(dest)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
+            raise
+        if e.errno == errno.ENOENT:
+            raise  # the object vanished (evicted, replaced): a miss
+        return None
+
+
+def _verified_link(src: str, dest: str, obj: str, size: int, made: Set[str], copy: bool) -> Tuple[bytes, os.stat_result]:
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
     try:
         st = os.fstat(fd)
@@ -39,19 +83,17 @@ def materialize(src: str, dest: str, obj: str, size: int, made: Set[str], checke
         os.close(fd)
     if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
         raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
-    directory = os.path.dirname(dest)
-    if directory not in made:
-        os.makedirs(directory, exist_ok=True)
-        made.add(directory)
-    try:
-        os.link(src, dest, follow_symlinks=False)
-        linked = os.lstat(dest)
+    linked = None
+    if not copy:
+        try:
+            linked = _link(src, dest, made)
+        except FileNotFoundError:
+            pass  # gone since we read it: copy what we verified
+    if linked is not None:
         if linked.st_ino == st.st_ino:
             return content, linked
         os.unlink(dest)  # the path was replaced after we verified it: copy what we verified
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.ENOENT):
-            raise
+    _make_parent(dest, made)
     with open(dest, "xb") as fdst:
         fdst.write(content)
     return content, os.lstat(dest)
@@ -74,7 +116,8 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
         generation = read_generation(scope)
         for path in iter_entries(scope):
             try:
-                group, files = load_entry(path, policy.group_of)
+                stamps: Dict[str, Stamp] = {}
+                group, files = load_entry(path, policy.group_of, stamps=stamps)
                 entry_st = os.lstat(path)
             except FileNotFoundError:
                 continue  # replaced or deleted since listdir: a miss
@@ -82,12 +125,14 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
                 report.data["skipped"] += 1
                 report.warn_entry(f"ignored a bad cache record {os.path.basename(path)[:12]}: {e}")
                 continue
-            contents = {}
+            contents: Dict[str, Optional[bytes]] = {}
             stats: Dict[str, os.stat_result] = {}
             try:
                 for rel, (obj, size) in files.items():
-                    contents[rel], stats[rel] = materialize(
-                        object_path(scope, obj), os.path.join(dest, rel), obj, size, made, checked)
+                    read = any(fnmatch.fnmatch(rel, g) for g in policy.reads)  # the policy needs it
+                    copy = any(fnmatch.fnmatch(rel, g) for g in policy.copies)
+                    contents[rel], stats[rel] = materialize(object_path(scope, obj), os.path.join(dest, rel), obj, size,
+                                                            stamps.get(obj), read, copy, made, checked)
                     fault("setup-file")
             except (OSError, ValueError) as e:
                 _unlink_group(dest, stats)  # all of a group or none of it
@@ -97,7 +142,8 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
                 continue
             given[group] = (files, stats, entry_st)
             if policy.reads:
-                reads[group] = {r: c for r, c in contents.items() if any(fnmatch.fnmatch(r, g) for g in policy.reads)}
+                reads[group] = {r: c for r, c in contents.items()
+                                if c is not None and any(fnmatch.fnmatch(r, g) for g in policy.reads)}
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
     try:
