@@ -31,7 +31,8 @@ modules it names:
    Likewise `Module "pkg" has no attribute "mod"`: `from pkg import mod` before `pkg/mod.py`
    existed. mypy records no dependency on a module that was not there, so the importer stays
    fresh, with that error, after the module is added (1.19.1 and 2.4.1 alone do this; a cold run
-   finds the module).
+   finds the module). Withheld only if a source `pkg/mod.py` (or `.pyi`, or a package) is now
+   there, or if where pkg is cannot be told (2.x metas are not JSON).
 2. Deleted modules (mypy 1.x). `from pkg import mod` where `pkg/mod.py` was deleted: cold mypy
    reports `Module "pkg" has no attribute "mod"`; an importer whose meta lists `pkg.mod` as a
    dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
@@ -57,6 +58,10 @@ import os
 import re
 from typing import Any, Dict, Set
 
+# mypy writes `<cache_dir>/missing_stubs` (for `--install-types`) with open("w"), in place: a
+# hardlink would let it write into the store's object (or fail on its read-only mode).
+COPIES = ("missing_stubs",)
+
 # The files whose contents `withhold` reads: metas (1.x JSON, 2.x fixed format) and 2.x/1.20+'s
 # meta_ex, which holds the module's errors there.
 READS = ("*.meta.json", "*.meta_ex.*")
@@ -68,8 +73,8 @@ IMPORT_ERRORS = re.compile(
     rb"Cannot find implementation or library stub for module named"
     rb"|module is installed, but missing library stubs or py\.typed marker"
     rb"|Library stubs not installed for"
-    rb'|Module \\?"[^"\\]+\\?" has no attribute'
 )
+MISSING_ATTRIBUTE = re.compile(rb'Module \\?"([^"\\]+)\\?" has no attribute \\?"([^"\\]+)\\?"')
 # Top-level keys of a 1.x JSON meta (mypy writes plain paths and module names, no escapes).
 JSON_PATH = re.compile(rb'"path":\s*"([^"\\]*)"')
 JSON_ID = re.compile(rb'"id":\s*"([^"\\]*)"')
@@ -106,6 +111,7 @@ def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
     withheld = {
         group for group, files in groups.items() if any(IMPORT_ERRORS.search(content) for content in files.values())
     }
+    sources: Dict[bytes, str] = {}  # module id -> its first-party source path (1.x JSON metas)
     gone = {}  # module id -> group, for first-party modules whose source was deleted
     for group, files in groups.items():
         for rel, content in files.items():
@@ -113,8 +119,14 @@ def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
                 continue
             path, module = JSON_PATH.search(content), JSON_ID.search(content)
             source = path.group(1).decode() if path else ""
-            if module and source and not os.path.isabs(source) and not os.path.exists(source):
-                gone[b'"%s"' % module.group(1)] = group
+            if module and source and not os.path.isabs(source):
+                sources[module.group(1)] = source
+                if not os.path.exists(source):
+                    gone[b'"%s"' % module.group(1)] = group
+    withheld.update(
+        group for group, files in groups.items()
+        if any(_submodule_appeared(m, sources) for c in files.values() for m in MISSING_ATTRIBUTE.finditer(c))
+    )
     if gone:
         withheld.update(gone.values())
         withheld.update(
@@ -122,6 +134,20 @@ def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
             if any(name in content for content in files.values() for name in gone)
         )
     return withheld
+
+
+def _submodule_appeared(error: "re.Match[bytes]", sources: Dict[bytes, str]) -> bool:
+    """Whether `Module "pkg" has no attribute "name"` may now be wrong: a module `pkg.name` has a
+    source beside pkg's. Unknown where pkg is (a 2.x meta, or a first-party pkg without a meta):
+    yes. A third-party or typeshed pkg gets no new submodule without the scope changing."""
+    package, name = error.group(1), error.group(2).decode()
+    if package not in sources:  # no meta of it given, or first-party only by its name's top level
+        return not sources or package.split(b".")[0] in {m.split(b".")[0] for m in sources}
+    directory = os.path.dirname(sources[package]) if sources[package].endswith(("__init__.py", "__init__.pyi")) else None
+    if directory is None:
+        return False  # pkg is a plain module: it has no submodules
+    return any(os.path.exists(os.path.join(directory, p)) for p in (
+        f"{name}.py", f"{name}.pyi", f"{name}/__init__.py", f"{name}/__init__.pyi"))
 
 
 def prepare(config: Dict[str, Any]) -> None:
