@@ -1,9 +1,11 @@
 """Benchmark: mypy separate compilation vs whole-repo cacheplug.mypy vs Pants' builtin backend.
 
-    ./pants run bench/separate_bench.py -- [--modules 1000] [--repeats 1]
+    ./pants run bench/separate_bench.py -- [--modules 1000] [--repeats 1] [--unit-sizes 1,20,50]
 
 Same generated project as bench/mypy_bench.py, in one run, pantsd warm, Pants' default mypy
 (1.1.1) or `--mypy VERSION`.
+Separate compilation runs once per `--unit-sizes` value (`[mypy].separate_compilation_unit_size`;
+default: the option's default).
 Scenarios: cold; one leaf-module body edit; one core-module body edit (the module most others
 import); one core-module interface edit (its `f` changes return type: its importers get errors).
 
@@ -35,8 +37,7 @@ from mypy_bench import leaf_and_core, timed
 MODES = {
     "builtin": ("pants.backend.python.typecheck.mypy", "mypy_cache"),
     "cacheplug": ("cacheplug.mypy", "cacheplug"),
-    "separate": ("cacheplug.mypy", None),
-}
+}  # and one "separate N" mode per unit size
 SCENARIOS = ["cold", "leaf body", "core body", "core interface"]
 
 
@@ -47,9 +48,10 @@ def mypy_options(version: str) -> str:
     return f'\n[mypy]\nversion = "mypy=={version}"\nlockfile = "<none>"\nextra_requirements = []\n'
 
 
-def timed_separate(repo: PantsRepo, cold_nonce: int) -> tuple[float, int, int]:
+def timed_separate(repo: PantsRepo, cold_nonce: int, unit_size: str) -> tuple[float, int, int]:
     start = time.perf_counter()
-    result = repo.run("--mypy-separate-compilation", f"--mypy-args=['--cache-dir=.nonce{cold_nonce}']",
+    size = [f"--mypy-separate-compilation-unit-size={unit_size}"] if unit_size else []
+    result = repo.run("--mypy-separate-compilation", *size, f"--mypy-args=['--cache-dir=.nonce{cold_nonce}']",
                       "check", "::", pantsd=True)
     elapsed = time.perf_counter() - start
     match = re.search(r"mypy separate compilation \[.*\]: (\d+) units?, (\d+) ran", result.stderr)
@@ -63,19 +65,22 @@ def main() -> None:
     parser.add_argument("--modules", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--mypy", default="", help="a mypy version instead of Pants' default (1.1.1)")
+    parser.add_argument("--unit-sizes", default="", help="comma-separated [mypy].separate_compilation_unit_size values")
     args = parser.parse_args()
+    modes = {**MODES, **{f"separate {size or 'default'}": ("cacheplug.mypy", None) for size in args.unit_sizes.split(",")}}
+    separate_modes = [m for m in modes if m.startswith("separate")]
     work = Path(tempfile.mkdtemp(prefix="cacheplug-separate-bench-"))
     print(f"project: {args.modules} modules; mypy {args.mypy or 'default'}; repeats: {args.repeats}; "
           f"work dir {work}", flush=True)
-    times = {m: {s: [] for s in SCENARIOS} for m in MODES}  # type: dict[str, dict[str, list[float]]]
-    processes = {s: [] for s in SCENARIOS}  # type: dict[str, list[tuple[int, int]]]
+    times = {m: {s: [] for s in SCENARIOS} for m in modes}  # type: dict[str, dict[str, list[float]]]
+    processes = {m: {s: [] for s in SCENARIOS} for m in separate_modes}  # type: dict[str, dict[str, list[tuple[int, int]]]]
     repos = {
         mode: PantsRepo(
-            work / mode,
+            work / mode.replace(" ", "-"),
             backends=["pants.backend.python", package],
             extra_toml=REPO_TOML + mypy_options(args.mypy),
         )
-        for mode, (package, _) in MODES.items()
+        for mode, (package, _) in modes.items()
     }
     try:
         for rep in range(args.repeats):
@@ -84,12 +89,13 @@ def main() -> None:
                 leaf, core = leaf_and_core(project)
                 shutil.rmtree(repo.root / "src", ignore_errors=True)
                 repo.write({"src/BUILD": "python_sources()\n", **project.render()})
-                named_cache = MODES[mode][1]
+                named_cache = modes[mode][1]
+                unit_size = mode.split(" ")[1].replace("default", "") if not named_cache else ""
                 if named_cache:
                     timed(repo)  # warms pantsd and builds the tool PEXes; not measured
                     shutil.rmtree(repo.named_caches / named_cache, ignore_errors=True)
                 else:
-                    timed_separate(repo, cold_nonce=-1 - rep)  # the same warm-up
+                    timed_separate(repo, -1 - rep, unit_size)  # the same warm-up
                 for scenario in SCENARIOS:
                     if scenario == "leaf body":
                         project.modules[leaf].body += 1
@@ -101,9 +107,9 @@ def main() -> None:
                     if named_cache:
                         times[mode][scenario].append(timed(repo))
                     else:
-                        elapsed, ran, reused = timed_separate(repo, cold_nonce=rep)
+                        elapsed, ran, reused = timed_separate(repo, rep, unit_size)
                         times[mode][scenario].append(elapsed)
-                        processes[scenario].append((ran, reused))
+                        processes[mode][scenario].append((ran, reused))
                 print(f"  repeat {rep + 1}/{args.repeats} {mode}: "
                       + ", ".join(f"{s} {times[mode][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
     finally:
@@ -113,12 +119,14 @@ def main() -> None:
     med = statistics.median
     print(f"\npants check, pantsd warm, mypy {args.mypy or '(Pants default)'} (median of {args.repeats}):")
     print("  (s) separate compilation, (w) whole-repo cacheplug.mypy, (b) Pants' builtin backend")
-    print(f"  {'scenario':<15} {'(s)':>7} {'(w)':>7} {'(b)':>7} {'s/w':>6} {'s/b':>6}  mypy processes ran / reused")
-    for s in SCENARIOS:
-        sep, whole, builtin = (med(times[m][s]) for m in ("separate", "cacheplug", "builtin"))
-        ran, reused = processes[s][-1]
-        print(f"  {s:<15} {sep:>6.1f}s {whole:>6.1f}s {builtin:>6.1f}s {sep / whole:>6.2f} {sep / builtin:>6.2f}"
-              f"  {ran} / {reused}")
+    for mode in separate_modes:
+        print(f"  (s) = {mode} (unit size)")
+        print(f"  {'scenario':<15} {'(s)':>7} {'(w)':>7} {'(b)':>7} {'s/w':>6} {'s/b':>6}  mypy processes ran / reused")
+        for s in SCENARIOS:
+            sep, whole, builtin = (med(times[m][s]) for m in (mode, "cacheplug", "builtin"))
+            ran, reused = processes[mode][s][-1]
+            print(f"  {s:<15} {sep:>6.1f}s {whole:>6.1f}s {builtin:>6.1f}s {sep / whole:>6.2f} {sep / builtin:>6.2f}"
+                  f"  {ran} / {reused}")
     print("  targets: leaf body s/w <= 0.3; cold s/w <= 1.5 (2 cores)")
 
 

@@ -557,4 +557,6 @@ BAD_OPTION_VALUES = [
     ("--cacheplug-lock-timeout=nan", ["[cacheplug].lock_timeout", "nan", ">= 0"]),
     ("--mypy-separate-compilation=maybe", ["--separate-compilation in scope 'mypy'", "maybe", 'Expected "True" or "False"']),
     ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
+    ("--mypy-separate-compilation-unit-size=0", ["[mypy].separate_compilation_unit_size", "0", ">= 1"]),
+    ("--mypy-separate-compilation-unit-size=big", ["--separate-compilation-unit-size in scope 'mypy'", "big", "int"]),
 ]

@@ -42,8 +42,9 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
         assert diagnostics(separate) == diagnostics(cold)
         assert len([l for l in diagnostics(cold) if ": error:" in l]) >= 8
 
+    per_component = (SEPARATE, "--mypy-separate-compilation-unit-size=1")  # one unit per module or cycle
     exact = version != "1.1.1"  # see fingerprint
-    first = check(SEPARATE, "--keep-sandboxes=always")
+    first = check(*per_component, "--keep-sandboxes=always")
     first_caches = kept_cache_files(first, lambda _, p: fingerprint(p, exact))
     units, ran_first = ran(first)
     assert units == ran_first == len(generated.modules) + len(EXTRA_FILES) - 2  # the cycle is one unit; BUILD none
@@ -57,13 +58,13 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
 
     # Incrementality: a leaf's body changes; only its unit runs. Pants' counters agree: one
     # process more than a run where nothing changed.
-    unchanged = check(SEPARATE, "--stats-log")
+    unchanged = check(*per_component, "--stats-log")
     assert ran(unchanged)[1] == 0
     leaf = "m39"
     assert not any(leaf in m.deps for m in generated.modules.values())
     generated.modules[leaf].body += 1
     repo.write(generated.render())
-    edited = check(SEPARATE, "--stats-log")
+    edited = check(*per_component, "--stats-log")
     assert ran(edited) == (units, 1)
     assert counter(edited, "local_execution_requests") == counter(unchanged, "local_execution_requests") + 1
     assert diagnostics(edited) == diagnostics(first)
@@ -71,14 +72,14 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
     # An interface change deep down: its dependents re-run, and still agree with cold mypy.
     generated.modules["m1"].returns_int = not generated.modules["m1"].returns_int
     repo.write(generated.render())
-    assert_same_as_cold(check(SEPARATE))
+    assert_same_as_cold(check(*per_component))
 
     # Determinism: back to the first files, every unit re-run without Pants' cache: each unit's
     # inputs and outputs are byte-identical to the first clean run's (1.1.1: see _fingerprint).
     generated.modules["m1"].returns_int = not generated.modules["m1"].returns_int
     generated.modules[leaf].body -= 1
     repo.write(generated.render())
-    again = check(SEPARATE, "--no-local-cache", "--keep-sandboxes=always")
+    again = check(*per_component, "--no-local-cache", "--keep-sandboxes=always")
     assert ran(again) == (units, units)
     again_caches = kept_cache_files(again, lambda _, p: fingerprint(p, exact))
     assert again_caches.keys() == first_caches.keys()
@@ -86,3 +87,15 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
                        files.keys() | again_caches[unit].keys() if files.get(path) != again_caches[unit].get(path))
     assert differing == []
     assert diagnostics(again) == diagnostics(first)
+
+    # Units of the default size: fewer processes, the same diagnostics; a leaf's edit re-runs its
+    # unit and the units importing a module joined with it, not everything.
+    batched = check(SEPARATE)
+    batched_units, _ = ran(batched)
+    assert batched_units <= units / 2
+    assert diagnostics(batched) == diagnostics(first)
+    generated.modules[leaf].body += 1
+    repo.write(generated.render())
+    edited = check(SEPARATE)
+    assert ran(edited)[0] == batched_units and 1 <= ran(edited)[1] < batched_units
+    assert diagnostics(edited) == diagnostics(first)

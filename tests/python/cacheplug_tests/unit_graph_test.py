@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cacheplug.mypy.unit_graph import condense, import_edges, unit_graph
+import random
+
+from cacheplug.mypy.unit_graph import UnitGraph, batch, condense, import_edges, unit_graph
 
 MODULES = {
     "src/pkg/__init__.py": "pkg",
@@ -52,3 +54,48 @@ def test_deep_chains_and_equal_graphs() -> None:
     assert graph == condense(edges, modules) and hash(graph) == hash(condense(edges, modules))
     edges["m0.py"] = {f"m{n - 1}.py"}  # now one cycle through everything
     assert condense(edges, modules).units == (tuple(sorted(modules)),)
+
+
+def random_project(n: int, seed: int) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """`n` modules importing up to 3 earlier ones, and one 5-module cycle."""
+    rng = random.Random(seed)
+    modules = {f"m{i:04}.py": f"m{i:04}" for i in range(n)}
+    edges = {f"m{i:04}.py": {f"m{rng.randrange(i):04}.py" for _ in range(rng.randrange(4))} if i else set() for i in range(n)}
+    edges["m0010.py"].add("m0014.py")  # m0014 -> ... -> m0010 closes a cycle
+    for i in range(11, 15):
+        edges[f"m{i:04}.py"].add(f"m{i - 1:04}.py")
+    return modules, edges
+
+
+def check_batched(graph: UnitGraph, edges: dict[str, set[str]], size: int) -> None:
+    unit_of = {f: i for i, unit in enumerate(graph.units) for f in unit}
+    assert sorted(unit_of) == sorted(edges)  # every file in exactly one unit
+    for i, deps in enumerate(graph.deps):
+        assert all(d < i for d in deps)  # dependencies first: no cycle between units
+        assert len(graph.units[i]) <= 2 * size or len(graph.units[i]) == 5  # the cycle may stand alone
+    for f, ds in edges.items():  # every import is a dependency of its unit, or inside it
+        assert all(unit_of[d] == unit_of[f] or unit_of[d] in graph.deps[unit_of[f]] for d in ds)
+
+
+def test_batched_units_keep_mypy_order_and_cost_fewer_processes() -> None:
+    modules, edges = random_project(400, 1)
+    sccs = condense(edges, modules)
+    assert batch(sccs, 1) is sccs
+    cycle = tuple(f"m{i:04}.py" for i in range(10, 15))
+    assert cycle in sccs.units and len(sccs.units) == 396
+    for size in (5, 20, 100):
+        graph = batch(sccs, size)
+        check_batched(graph, edges, size)
+        assert len(graph.units) < 396 * 3 / size + 40  # about size files each, plus one cut per layer
+        assert any(set(cycle) <= set(unit) for unit in graph.units)  # a cycle is never split
+
+
+def test_adding_a_module_moves_the_boundaries_of_its_own_unit_only() -> None:
+    modules, edges = random_project(400, 2)
+    before = batch(condense(edges, modules), 20)
+    modules["m0200b.py"] = "m0200b"  # a new module in the middle, importing what m0200 imports
+    edges["m0200b.py"] = set(edges["m0200.py"])
+    after = batch(condense(edges, modules), 20)
+    check_batched(after, edges, 20)
+    changed = set(before.units) - set(after.units)
+    assert 1 <= len(changed) <= 2, changed

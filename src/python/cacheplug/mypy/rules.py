@@ -66,6 +66,7 @@ from pants.util.strutil import pluralize
 from cacheplug.engine import CachedProcessRequest, CachedProcessResult, CacheSpec, CacheTool
 from cacheplug.mypy import separate
 from cacheplug.mypy.separate import MyPyTool, SeparateCheckRequest, partition_label
+from cacheplug.mypy.subsystem import checked_unit_size
 from cacheplug.subsystem import SharedCache
 
 logger = logging.getLogger(__name__)
@@ -258,6 +259,7 @@ async def mypy_typecheck_partition(
     mypy: MyPy,
     global_options: GlobalOptions,
 ) -> CheckResult:
+    checked_unit_size(mypy.options.separate_compilation_unit_size)  # a bad value fails either way
     tool = await Get(MyPyTool, MyPyToolRequest(partition))
     if mypy.options.separate_compilation:
         return await Get(CheckResult, SeparateCheckRequest(partition, tool))

@@ -1,13 +1,14 @@
-"""Separate compilation for mypy: one hermetic, cacheable mypy process per coarsened target.
+"""Separate compilation for mypy: hermetic, cacheable mypy processes over parts of the import graph.
 
 `[mypy].separate_compilation = true` replaces a partition's one big mypy run with:
   - a base unit, per partition (resolve, interpreter, mypy version, args, config, plugins): mypy on
     one generated file that imports every module the partition's code imports from outside
     itself, so typeshed and the third-party requirements are analysed once;
-  - a unit per coarsened target (an import cycle is one unit), in dependency order, independent
-    units concurrently: mypy on the target's own files, given the base unit's cache, the cache
-    outputs of its transitive dependencies and their sources. Its output: its own modules' cache
-    files only. Pants' process cache (local, and remote) then reuses each unit whose inputs did
+  - units over mypy's own import graph (an import cycle is in one unit; modules of one depth
+    joined, up to `[mypy].separate_compilation_unit_size` files: unit_graph.py), in dependency
+    order, independent units concurrently: mypy on the unit's own files, given the base unit's
+    cache, the cache outputs of its transitive dependencies and their sources. Its output: its
+    own modules' cache files only. Pants' process cache (local, and remote) then reuses each unit whose inputs did
     not change.
 
 mypy runs with `--bazel`: cache files go to the working directory as `<module path>.meta.json`
@@ -42,6 +43,7 @@ from pants.backend.python.dependency_inference.parse_python_dependencies import 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import InterpreterConstraintsField, PythonSourceField
 from pants.backend.python.typecheck.mypy.rules import MyPyPartition, determine_python_files
+from pants.backend.python.typecheck.mypy.subsystem import MyPy
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import VenvPex, VenvPexProcess
 from pants.core.goals.check import CheckResult
@@ -70,7 +72,8 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize
 
-from cacheplug.mypy.unit_graph import UnitGraph, import_edges, module_name, prefixes, unit_graph
+from cacheplug.mypy.subsystem import checked_unit_size
+from cacheplug.mypy.unit_graph import UnitGraph, batch, import_edges, module_name, prefixes, unit_graph
 
 # A module's cache files, by its path prefix (`pkg/mod`, `pkg/__init__`): JSON in 1.x, fixed
 # format in 2.x, and the `meta_ex` file that mypy 1.20+ writes beside the meta.
@@ -420,13 +423,15 @@ class PartitionGraph:
     sources: Digest  # the files of the graph
     search_path: str
     imports: tuple[str, ...]  # imported modules that no first-party file provides: the base unit's
-    missing_dependencies: tuple[tuple[str, str], ...]  # (file, file it imports) Pants' dependencies lack
+    why: str  # why the units are what they are, for the log line
 
 
 @rule(desc="Find mypy's import graph (separate compilation)", level=LogLevel.DEBUG)
-async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSetup) -> PartitionGraph:
+async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSetup, mypy: MyPy) -> PartitionGraph:
     """The unit graph of a partition's first-party files: every file whole-repo mypy would see
-    (the partition's roots and their closure), from their imports (see unit_graph.py)."""
+    (the partition's roots and their closure), from their imports (see unit_graph.py), batched
+    to `[mypy].separate_compilation_unit_size`."""
+    size = checked_unit_size(mypy.options.separate_compilation_unit_size)
     targets = [t for t in request.partition.root_targets.closure() if t.has_field(PythonSourceField)]
     sources = await Get(SourceFiles, SourceFilesRequest(t[PythonSourceField] for t in targets))
     py_files = determine_python_files(sources.snapshot.files)  # a .pyi hides its .py, as in whole-repo mode
@@ -448,7 +453,7 @@ async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSe
     pants_deps = await MultiGet(Get(Targets, DependenciesRequest(owners[f][Dependencies])) for f in checked)
     modules = {f: module_name(module_prefix(f, roots[f])) for f in checked}
     imports = {f: list(p.imports) for f, p in zip(checked, parsed)}
-    graph = unit_graph(modules, imports)
+    sccs = unit_graph(modules, imports)
     edges = import_edges(modules, imports, own_packages=False)
     missing = []
     for f, deps in zip(checked, pants_deps):
@@ -458,16 +463,20 @@ async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSe
     # that has one would analyse `__future__` again.
     external = external_imports([*(n for names in imports.values() for n in names), "__future__"], set(modules.values()))
     snapshot = await Get(Snapshot, DigestSubset(sources.snapshot.digest, PathGlobs(checked)))
-    return PartitionGraph(graph, snapshot.digest, ":".join(sorted({*roots.values()})), tuple(external), tuple(missing))
+    graph = batch(sccs, size)
+    return PartitionGraph(graph, snapshot.digest, ":".join(sorted({*roots.values()})), tuple(external),
+                          graph_summary(sccs, graph, size, missing))
 
 
-def graph_summary(graph: UnitGraph, missing: Iterable[tuple[str, str]]) -> str:
+def graph_summary(sccs: UnitGraph, graph: UnitGraph, size: int, missing: Iterable[tuple[str, str]]) -> str:
     """Why the units are what they are, for the log line."""
-    cycles = [u for u in graph.units if len(u) > 1]
+    cycles = [u for u in sccs.units if len(u) > 1]
     parts = []
+    if graph is not sccs:
+        parts.append(f"{len(sccs.units)} import-graph components joined into units of about {size} files")
     if cycles:
         largest = max(cycles, key=len)
-        parts.append(f"{sum(map(len, cycles))} files in {pluralize(len(cycles), 'import cycle')}, one unit each "
+        parts.append(f"{sum(map(len, cycles))} files in {pluralize(len(cycles), 'import cycle')}, each in one unit "
                      f"(largest: {largest[0]} and {len(largest) - 1} more)")
     missing = list(missing)
     if missing:
@@ -502,7 +511,7 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
     exit_code, stdout = summary(reports)
     ran = sum(r.source == ProcessResultMetadata.Source.RAN for r in reports)
     remote = sum(r.source == ProcessResultMetadata.Source.HIT_REMOTELY for r in reports)
-    why = graph_summary(graph, found.missing_dependencies)
+    why = found.why
     logger.info(
         f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
         f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache)"
