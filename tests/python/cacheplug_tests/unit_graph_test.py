@@ -99,3 +99,12 @@ def test_adding_a_module_moves_the_boundaries_of_its_own_unit_only() -> None:
     check_batched(after, edges, 20)
     changed = set(before.units) - set(after.units)
     assert 1 <= len(changed) <= 2, changed
+
+
+def test_a_unit_is_given_what_it_imports_not_what_is_joined_with_that() -> None:
+    modules = {f"{m}.py": m for m in ("base", "leaf", "used", "user")}
+    edges = {"base.py": set(), "leaf.py": {"base.py"}, "used.py": {"base.py"}, "user.py": {"used.py"}}
+    graph = batch(condense(edges, modules), 100)
+    assert graph.units == (("base.py",), ("leaf.py", "used.py"), ("user.py",))  # leaf and used: one depth
+    assert graph.closure(2) == ("base.py", "used.py")  # not leaf.py: editing it leaves user's inputs alone
+    assert graph.closure(1) == ("base.py",)

@@ -176,8 +176,7 @@ class UnitReport:
 
 @dataclass(frozen=True)
 class Unit:
-    closure_cache: Digest  # own modules' cache + the dependencies' closures
-    closure_sources: Digest  # own sources + the dependencies' closures
+    caches: FrozenDict[str, Digest]  # each of the unit's files -> its module's cache files
     report: UnitReport
 
 
@@ -261,15 +260,24 @@ class CacheMergeRequest:
 @rule
 async def merge_caches(request: CacheMergeRequest) -> Digest:
     """The union of cache digests. A module is in one unit, so its files come from one process
-    and never conflict; only a file owned by two targets (two units check it) can differ. Then the
-    stated rule: the digest listed first wins; callers list a unit's own outputs first, then its
-    dependencies ordered by address."""
+    and never conflict; only two files of one module (`mod.py` and `mod.pyi`, in two units) can
+    write one path. Then the stated rule: the digest listed first wins; callers list the
+    dependencies' files in path order, then the base unit."""
     try:
         return await Get(Digest, MergeDigests(request.digests))
     except Exception:  # the engine refuses a merge of different files at one path
         entries = await MultiGet(Get(DigestEntries, Digest, d) for d in request.digests)
         files = first_wins([e for e in es if isinstance(e, FileEntry)] for es in entries)
         return await Get(Digest, CreateDigest(files))
+
+
+def cache_files(graph: UnitGraph, files: Iterable[str]) -> list[str]:
+    """Where mypy --bazel writes the cache files of `files` (those it writes: some of them)."""
+    return [
+        graph.modules[f].replace(".", "/") + ("/__init__" if f.endswith(("__init__.py", "__init__.pyi")) else "") + suffix
+        for f in files
+        for suffix in CACHE_SUFFIXES
+    ]
 
 
 def cache_paths_program() -> FileContent:
@@ -355,23 +363,22 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
 async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Unit:
     graph, tool = request.graph, request.tool
     files = graph.units[request.index]
-    dep_units = await MultiGet(
-        Get(Unit, UnitRequest(graph, d, tool, request.base, request.sources, request.search_path))
-        for d in graph.deps[request.index]
-    )
-    deps_cache, own_sources = await MultiGet(
-        Get(Digest, CacheMergeRequest(tuple(u.closure_cache for u in dep_units))),
-        Get(Digest, DigestSubset(request.sources, PathGlobs(files))),
-    )
+    # The unit is given the sources and cache files of exactly the modules its files import,
+    # transitively: not those of modules joined with them in other units, so that an edit to one
+    # of those does not change this unit's inputs (nor re-run it).
+    # Digests are taken per file and merged: one DigestSubset of a thousand paths per unit costs
+    # the engine a directory scan per path (minutes at 1000 modules); one path each is memoized.
+    closure = graph.closure(request.index)
+    indexes = sorted({graph.unit_of[f] for f in closure})
+    dep_units = dict(zip(indexes, await MultiGet(
+        Get(Unit, UnitRequest(graph, d, tool, request.base, request.sources, request.search_path)) for d in indexes
+    )))
+    file_sources = await MultiGet(Get(Digest, DigestSubset(request.sources, PathGlobs([f]))) for f in (*files, *closure))
     closure_sources, given_cache = await MultiGet(
-        Get(Digest, MergeDigests([own_sources, *(u.closure_sources for u in dep_units)])),
-        Get(Digest, CacheMergeRequest((deps_cache, request.base))),
+        Get(Digest, MergeDigests(file_sources)),
+        Get(Digest, CacheMergeRequest((*(dep_units[graph.unit_of[f]].caches[f] for f in closure), request.base))),
     )
-    outputs = [
-        graph.modules[f].replace(".", "/") + ("/__init__" if f.endswith(("__init__.py", "__init__.pyi")) else "") + suffix
-        for f in files
-        for suffix in CACHE_SUFFIXES
-    ]
+    outputs = cache_files(graph, files)
     normalize: dict[str, str] = {}
     programs = []
     if Version(tool.version) < DETERMINISTIC_SINCE:
@@ -387,7 +394,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
             extra_env={**tool.env, **SEPARATE_ENV, **normalize,
                        "PEX_EXTRA_SYS_PATH": request.search_path, "MYPYPATH": request.search_path},
             output_files=tuple(outputs),
-            description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'file')} in its import cycle" if len(files) > 1 else ""),
+            description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'more file')}" if len(files) > 1 else ""),
             level=LogLevel.DEBUG,
         ),
     )
@@ -409,7 +416,8 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         output=output,
         source=result.metadata.source(run_id),
     )
-    return Unit(await Get(Digest, CacheMergeRequest((own_cache, deps_cache))), closure_sources, report)
+    caches = await MultiGet(Get(Digest, DigestSubset(own_cache, PathGlobs(cache_files(graph, [f])))) for f in files)
+    return Unit(FrozenDict(zip(files, caches)), report)
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,28 @@ class UnitGraph:
     units: tuple[tuple[str, ...], ...]
     deps: tuple[tuple[int, ...], ...]
     modules: Mapping[str, str] = field(repr=False)  # file -> module name
+    edges: Mapping[str, tuple[str, ...]] = field(repr=False)  # file -> the files it depends on
     fingerprint: str = field(init=False, repr=False)
+    unit_of: Mapping[str, int] = field(init=False, repr=False)  # file -> the index of its unit
 
     def __post_init__(self) -> None:
-        content = json.dumps([self.units, self.deps, sorted(self.modules.items())])
+        content = json.dumps([self.units, self.deps, sorted(self.modules.items()), sorted(self.edges.items())])
         object.__setattr__(self, "fingerprint", hashlib.sha256(content.encode()).hexdigest())
+        object.__setattr__(self, "unit_of", {f: i for i, unit in enumerate(self.units) for f in unit})
+
+    def closure(self, index: int) -> tuple[str, ...]:
+        """The files that the unit's files import, transitively, outside the unit: all that mypy
+        loads with them, and not the other files of the units those are in, so that a unit's
+        inputs do not change when a module joined with one it imports does."""
+        own = set(self.units[index])
+        seen: set[str] = set()
+        stack = [d for f in own for d in self.edges[f]]
+        while stack:
+            f = stack.pop()
+            if f not in seen and f not in own:
+                seen.add(f)
+                stack.extend(self.edges[f])
+        return tuple(sorted(seen))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UnitGraph) and other.fingerprint == self.fingerprint
@@ -117,7 +134,7 @@ def condense(edges: Mapping[str, Iterable[str]], modules: Mapping[str, str]) -> 
         tuple(sorted({unit_of[d] for f in component for d in edges[f]} - {i}))
         for i, component in enumerate(components)
     )
-    return UnitGraph(tuple(components), deps, dict(modules))
+    return UnitGraph(tuple(components), deps, dict(modules), {f: tuple(sorted(edges[f])) for f in edges})
 
 
 def unit_graph(modules: Mapping[str, str], imports: Mapping[str, Iterable[str]]) -> UnitGraph:
@@ -162,6 +179,7 @@ def batch(graph: UnitGraph, size: int) -> UnitGraph:
         tuple(tuple(sorted(f for i in chunk for f in graph.units[i])) for chunk in groups),
         tuple(tuple(sorted({new[d] for i in chunk for d in graph.deps[i]})) for chunk in groups),
         graph.modules,
+        graph.edges,
     )
 
 
