@@ -7,9 +7,9 @@
   - units over mypy's own import graph (an import cycle is in one unit; modules of one depth
     joined, up to `[mypy].separate_compilation_unit_size` files: unit_graph.py), in dependency
     order, independent units concurrently: mypy on the unit's own files, given the base unit's
-    cache, the cache outputs of its transitive dependencies and their sources. Its output: its
-    own modules' cache files only. Pants' process cache (local, and remote) then reuses each unit whose inputs did
-    not change.
+    cache and the sources and cache outputs of the modules its files import, transitively. Its
+    output: its own modules' cache files only. Pants' process cache (local, and remote) then
+    reuses each unit whose inputs did not change.
 
 mypy runs with `--bazel`: cache files go to the working directory as `<module path>.meta.json`
 (`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative first-party paths and zero
