@@ -208,9 +208,13 @@ def drop_reached_indirect(meta_file: str, cache: Dict[str, Optional[dict]]) -> b
     meta["dependencies"] = [deps[i] for i in keep if i < len(deps)]
     meta["dep_prios"] = [prios[i] for i in keep]
     meta["dep_lines"] = [lines[i] for i in keep]
-    # Serialized as mypy < 1.19 wrote it.
-    _replace_file(meta_file, mypy_module("mypy.build").json_dumps(meta, False).encode())
+    _replace_file(meta_file, dump_json(meta))
     return True
+
+
+def dump_json(meta: dict) -> bytes:
+    """As mypy 1.x serializes a meta (mypy reads any JSON): one content, one byte string."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
 
 
 def main(sandbox_root: str, only: List[str]) -> int:

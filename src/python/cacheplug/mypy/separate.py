@@ -7,9 +7,11 @@
   - units over mypy's own import graph (an import cycle is in one unit; modules of one depth
     joined, up to `[mypy].separate_compilation_unit_size` files: unit_graph.py), in dependency
     order, independent units concurrently: mypy on the unit's own files, given the base unit's
-    cache and the sources and cache outputs of the modules its files import, transitively. Its
-    output: its own modules' cache files only. Pants' process cache (local, and remote) then
-    reuses each unit whose inputs did not change.
+    cache and the cache outputs of the modules its files import, transitively, with a placeholder
+    for the source of each that has a cache (the real source for each that has none). Its output:
+    its own modules' cache files only, without the source's identity (cutoff.py). Pants' process
+    cache (local, and remote) then reuses each unit whose inputs did not change, also after a
+    body-only edit of a module it imports (early cutoff).
 
 mypy runs with `--bazel`: cache files go to the working directory as `<module path>.meta.json`
 (`.meta.ff` in 2.x, plus `.meta_ex.*` from 1.20), with relative first-party paths and zero
@@ -35,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Iterable, Optional
 
-from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 from pants.backend.python.dependency_inference.parse_python_dependencies import (
     ParsedPythonDependencies,
     ParsePythonDependenciesRequest,
@@ -50,6 +51,7 @@ from pants.core.goals.check import CheckResult
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.system_binaries import BashBinary
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     CreateDigest,
     Digest,
     DigestContents,
@@ -64,7 +66,7 @@ from pants.engine.fs import (
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
-from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule, rule_helper
 from pants.engine.target import Dependencies, DependenciesRequest, Targets
 from pants.option.global_options import GlobalOptions
 from pants.source.source_root import SourceRootsRequest, SourceRootsResult
@@ -81,16 +83,26 @@ CACHE_SUFFIXES = (".meta.json", ".data.json", ".meta_ex.json", ".meta.ff", ".dat
 EXIT_CODE_FILE = "__cacheplug_mypy_exit_code"
 BASE_DIR = "__cacheplug_base"
 BASE_MODULE = "__cacheplug_base__"
-CACHE_PATHS = "__cacheplug_cache_paths.py"
+# Programs run by mypy's own Python in the sandbox, beside each other (cutoff.py imports cache_paths).
+PROGRAMS_DIR = "__cacheplug"
+CACHE_PATHS = f"{PROGRAMS_DIR}/cache_paths.py"
+CUTOFF = f"{PROGRAMS_DIR}/cutoff.py"
+STARTED = "__cacheplug_started"  # created just before mypy starts (cutoff.py)
+PLACEHOLDERS = "__cacheplug_placeholders"  # the cache path prefix of each module given as a placeholder
+MYPY_STDERR = "__cacheplug_mypy_stderr"
+# In place of the source of a module whose cache a unit is given: a syntax error, so that a mypy
+# that reads it (the cache was not enough) stops with exit 2 instead of seeing an empty module.
+PLACEHOLDER = b"<cacheplug: this module's cache was given instead of its source; mypy read it, so the unit re-runs with sources>\n"
 # Exits 0 for mypy's 0 (clean) and 1 (type errors), recording which: both results are cacheable.
-# Then, for mypy < 1.19, the unit's metas listed in $NORMALIZE are made deterministic by mypy's
-# own Python, `$PYTHON` (cache_paths.py: indirect dependencies recorded by chance).
+# An exit 1 with a Python traceback is a crash (an uncaught exception, e.g. in mypy 1.19 given a
+# meta without its data): 2. Then cutoff.py, by mypy's own Python `$PYTHON`, checks that no
+# placeholder was read and normalizes the unit's metas listed in $OWN_METAS.
 UNIT_WRAPPER = (
-    f'"$@"; rc=$?; echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
-    f'[ -z "$NORMALIZE" ] || exec "$PYTHON" {CACHE_PATHS} . $NORMALIZE'
+    f': > {STARTED}; "$@" 2> {MYPY_STDERR}; rc=$?; cat {MYPY_STDERR} >&2; '
+    f'[ $rc -ne 1 ] || ! grep -q "^Traceback (most recent call last)" {MYPY_STDERR} || rc=2; '
+    f'echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
+    f'exec "$PYTHON" {CUTOFF} {STARTED} {PLACEHOLDERS} $OWN_METAS'
 )
-# mypy's caches are deterministic from 1.19 (see cache_paths.py).
-DETERMINISTIC_SINCE = Version("1.19")
 # The base unit's: mypy in BASE_DIR, then its cache's paths made sandbox-relative by mypy's own
 # Python (which can read mypy's fixed cache format); `$PYTHON` is that Python, `..` the sandbox
 # root. The `cd` is the wrapper's, not the process's working directory: Pants 2.17 loses an
@@ -172,6 +184,8 @@ class UnitReport:
     exit_code: int  # mypy's: 0, 1, or a crash
     output: str  # this unit's own diagnostics (or everything, for a crash)
     source: ProcessResultMetadata.Source  # RAN, or where Pants' process cache had it
+    recovered: bool = False  # re-ran with real sources: a placeholder was not enough (cutoff.py)
+    unnormalized: int = 0  # metas cutoff.py could not normalize (no early cutoff for them)
 
 
 @dataclass(frozen=True)
@@ -225,6 +239,16 @@ def summary(reports: Iterable[UnitReport]) -> tuple[int, str]:
     return 0, "\n".join([*lines, f"Success: no issues found in {pluralize(files, 'source file')}"]) + "\n"
 
 
+def cutoff_counts(graph: UnitGraph, reports: list[UnitReport]) -> tuple[int, int]:
+    """(units reused although a unit they import from ran: cut off; units re-run with sources)."""
+    ran = [r.source == ProcessResultMetadata.Source.RAN for r in reports]
+    cut_off = sum(
+        1 for i in range(len(reports))
+        if not ran[i] and any(ran[graph.unit_of[f]] for f in graph.closure(i))
+    )
+    return cut_off, sum(r.recovered for r in reports)
+
+
 def base_source(imports: Iterable[str]) -> str:
     """The base unit's file: `from a.b import c` for each imported name `a.b.c`, `import a` for `a`.
 
@@ -271,19 +295,24 @@ async def merge_caches(request: CacheMergeRequest) -> Digest:
         return await Get(Digest, CreateDigest(files))
 
 
+def cache_prefix(graph: UnitGraph, file: str) -> str:
+    """Where mypy --bazel writes the cache files of `file`, without their suffixes."""
+    return graph.modules[file].replace(".", "/") + ("/__init__" if file.endswith(("__init__.py", "__init__.pyi")) else "")
+
+
 def cache_files(graph: UnitGraph, files: Iterable[str]) -> list[str]:
     """Where mypy --bazel writes the cache files of `files` (those it writes: some of them)."""
-    return [
-        graph.modules[f].replace(".", "/") + ("/__init__" if f.endswith(("__init__.py", "__init__.pyi")) else "") + suffix
-        for f in files
-        for suffix in CACHE_SUFFIXES
-    ]
+    return [cache_prefix(graph, f) + suffix for f in files for suffix in CACHE_SUFFIXES]
 
 
-def cache_paths_program() -> FileContent:
-    program = pkgutil.get_data("cacheplug.mypy", "cache_paths.py")
-    assert program is not None
-    return FileContent(CACHE_PATHS, program)
+def programs(*paths: str) -> list[FileContent]:
+    """The in-sandbox programs, by their sandbox paths (`PROGRAMS_DIR/<name>.py`)."""
+    contents = []
+    for path in paths:
+        program = pkgutil.get_data("cacheplug.mypy", PurePath(path).name)
+        assert program is not None
+        contents.append(FileContent(path, program))
+    return contents
 
 
 def wrap_unit(process: Process, bash: BashBinary) -> Process:
@@ -328,7 +357,7 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     tool = request.tool
     source = base_source(request.imports)
     source_digest = await Get(
-        Digest, CreateDigest([FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode()), cache_paths_program()])
+        Digest, CreateDigest([FileContent(f"{BASE_DIR}/{BASE_MODULE}.py", source.encode()), *programs(CACHE_PATHS)])
     )
     process = await Get(
         Process,
@@ -359,65 +388,81 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     return BaseUnit(cache, dataclasses.replace(result, output_digest=output))
 
 
-@rule(desc="Typecheck a unit with MyPy (separate compilation)", level=LogLevel.DEBUG)
-async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Unit:
+@rule_helper
+async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tuple[str, ...], given_cache: Digest,
+                    bash: BashBinary) -> FallibleProcessResult:
+    """mypy on the unit's files, given `given_cache`, the real sources of its own files and of the
+    modules of `closure` it has no cache for, and a placeholder for each of `cached`."""
     graph, tool = request.graph, request.tool
     files = graph.units[request.index]
-    # The unit is given the sources and cache files of exactly the modules its files import,
-    # transitively: not those of modules joined with them in other units, so that an edit to one
-    # of those does not change this unit's inputs (nor re-run it).
     # Digests are taken per file and merged: one DigestSubset of a thousand paths per unit costs
     # the engine a directory scan per path (minutes at 1000 modules); one path each is memoized.
-    closure = graph.closure(request.index)
-    indexes = sorted({graph.unit_of[f] for f in closure})
-    dep_units = dict(zip(indexes, await MultiGet(
-        Get(Unit, UnitRequest(graph, d, tool, request.base, request.sources, request.search_path)) for d in indexes
-    )))
-    file_sources = await MultiGet(Get(Digest, DigestSubset(request.sources, PathGlobs([f]))) for f in (*files, *closure))
-    closure_sources, given_cache = await MultiGet(
-        Get(Digest, MergeDigests(file_sources)),
-        Get(Digest, CacheMergeRequest((*(dep_units[graph.unit_of[f]].caches[f] for f in closure), request.base))),
-    )
+    real = [f for f in (*files, *closure) if f not in set(cached)]
+    real_sources = await MultiGet(Get(Digest, DigestSubset(request.sources, PathGlobs([f]))) for f in real)
+    placeholders = await MultiGet(Get(Digest, CreateDigest([FileContent(f, PLACEHOLDER)])) for f in cached)
+    listing = "".join(f"{cache_prefix(graph, f)}\n" for f in cached).encode()
+    extra = await Get(Digest, CreateDigest([*programs(CACHE_PATHS, CUTOFF), FileContent(PLACEHOLDERS, listing)]))
+    input_digest = await Get(Digest, MergeDigests([tool.digest, given_cache, *real_sources, *placeholders, extra]))
     outputs = cache_files(graph, files)
-    normalize: dict[str, str] = {}
-    programs = []
-    if Version(tool.version) < DETERMINISTIC_SINCE:
-        normalize = {"NORMALIZE": " ".join(o for o in outputs if o.endswith(".meta.json")), "PYTHON": str(tool.pex.python.path)}
-        programs = [await Get(Digest, CreateDigest([cache_paths_program()]))]
-    input_digest = await Get(Digest, MergeDigests([tool.digest, given_cache, closure_sources, *programs]))
     process = await Get(
         Process,
         VenvPexProcess(
             tool.pex,
             argv=(*tool.argv(), *SEPARATE_FLAGS, *files),
             input_digest=input_digest,
-            extra_env={**tool.env, **SEPARATE_ENV, **normalize,
-                       "PEX_EXTRA_SYS_PATH": request.search_path, "MYPYPATH": request.search_path},
+            extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": request.search_path,
+                       "MYPYPATH": request.search_path, "PYTHON": str(tool.pex.python.path),
+                       "OWN_METAS": " ".join(o for o in outputs if o.endswith((".meta.json", ".meta.ff")))},
             output_files=tuple(outputs),
             description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'more file')}" if len(files) > 1 else ""),
             level=LogLevel.DEBUG,
         ),
     )
-    result = await Get(FallibleProcessResult, Process, wrap_unit(process, bash))
+    return await Get(FallibleProcessResult, Process, wrap_unit(process, bash))
+
+
+@rule(desc="Typecheck a unit with MyPy (separate compilation)", level=LogLevel.DEBUG)
+async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Unit:
+    graph = request.graph
+    files = graph.units[request.index]
+    # The unit is given what the modules its files import, transitively, give it: not what
+    # modules joined with them in other units do, so that an edit to one of those does not
+    # change this unit's inputs (nor re-run it).
+    closure = graph.closure(request.index)
+    indexes = sorted({graph.unit_of[f] for f in closure})
+    dep_units = dict(zip(indexes, await MultiGet(
+        Get(Unit, UnitRequest(graph, d, request.tool, request.base, request.sources, request.search_path)) for d in indexes
+    )))
+    caches = {f: dep_units[graph.unit_of[f]].caches[f] for f in closure}
+    given_cache = await Get(Digest, CacheMergeRequest((*(caches[f] for f in closure), request.base)))
+    # Early cutoff: a module that has a cache is given as its cache (normalized by its unit:
+    # cutoff.py) and a placeholder source, so a body-only edit to it leaves this unit's inputs
+    # as they were. mypy < 1.19 writes no cache for a module with errors or importing one: those
+    # are given as sources (and re-analysed), as is everything if a placeholder was not enough.
+    cached = tuple(f for f in closure if caches[f] != EMPTY_DIGEST)
+    result = await _run_unit(request, closure, cached, given_cache, bash)
+    recovered = bool(cached) and result.exit_code != 0  # a placeholder was read, or mypy crashed
+    if recovered:
+        result = await _run_unit(request, closure, (), given_cache, bash)
     own_cache, exit_code = await MultiGet(
         Get(Digest, DigestSubset(result.output_digest, cache_globs())),
         Get(ExitCode, ExitCodeRequest(result)),
     )
     stdout = result.stdout.decode(errors="replace")
-    output = (
-        "\n".join(own_lines(stdout, files))
-        if exit_code.code in (0, 1)
-        else stdout + result.stderr.decode(errors="replace")
-    )
+    stderr = result.stderr.decode(errors="replace")
+    output = "\n".join(own_lines(stdout, files)) if exit_code.code in (0, 1) else stdout + stderr
+    unnormalized = re.search(r"early cutoff: normalized \d+ metas, left (\d+) as mypy wrote them", stderr)
     report = UnitReport(
         description=files[0],
         files=files,
         exit_code=exit_code.code,
         output=output,
         source=result.metadata.source(run_id),
+        recovered=recovered,
+        unnormalized=int(unnormalized.group(1)) if unnormalized else 0,
     )
-    caches = await MultiGet(Get(Digest, DigestSubset(own_cache, PathGlobs(cache_files(graph, [f])))) for f in files)
-    return Unit(FrozenDict(zip(files, caches)), report)
+    own = await MultiGet(Get(Digest, DigestSubset(own_cache, PathGlobs(cache_files(graph, [f])))) for f in files)
+    return Unit(FrozenDict(zip(files, own)), report)
 
 
 @dataclass(frozen=True)
@@ -505,6 +550,13 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
         for i in range(len(graph.units))
     )
     reports = [u.report for u in results]
+    cut_off, recovered = cutoff_counts(graph, reports)
+    unnormalized = sum(r.unnormalized for r in reports)
+    if unnormalized:  # results stay right; only edits re-run more than they need to
+        logger.warning(
+            f"mypy separate compilation [{partition_label(partition, tool)}]: mypy {tool.version}'s cache of "
+            f"{pluralize(unnormalized, 'module')} could not be normalized (see cutoff.py): no early cutoff for them"
+        )
     kept = re.search(rb"left ([1-9][0-9]*) absolute", base.result.stderr)
     if kept:  # results stay right; only other machines will not share this base unit's units
         logger.warning(
@@ -522,7 +574,9 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
     why = found.why
     logger.info(
         f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
-        f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache)"
+        f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache, "
+        f"{cut_off} of them although a unit they import from ran: early cutoff)"
+        + (f", {recovered} re-ran with sources (a dependency's cache was not enough)" if recovered else "")
         + (f"; {why}" if why else "")
     )
     return CheckResult(

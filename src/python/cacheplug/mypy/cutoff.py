@@ -1,0 +1,187 @@
+"""In-sandbox program: early cutoff for a separate-compilation unit, run after its mypy.
+
+    python cutoff.py STARTED PLACEHOLDERS [META...]   (in the unit's sandbox, by mypy's own Python)
+
+A unit is given, for each module its files import that has a cache, that cache and a placeholder
+in place of the module's source (see separate.py). mypy --bazel trusts a given cache without
+reading the source (the path must exist) and without comparing the meta's source `hash`, `size`
+or `mtime` with anything, so a dependency's source is not needed, and its identity need not be in
+the meta either. This program does two things:
+
+1. Checks that mypy used every placeholder's cache. The placeholder is a syntax error, so a mypy
+   that parses one stops with exit 2; but a module whose errors are ignored (`ignore_errors`)
+   would be parsed silently, as an empty module. So: if mypy wrote or deleted any cache file of a
+   module listed in PLACEHOLDERS (one cache path prefix per line) after STARTED was created (just
+   before mypy started), it checked that module from its placeholder: exit 3, naming it. Nothing is
+   cached then, and the unit re-runs with real sources. A cache file mypy writes is a new file with
+   a new mtime (mypy writes by rename), later than STARTED by at least mypy's start-up; the given
+   ones were written into the sandbox before STARTED.
+
+2. Normalizes the unit's own metas (META: the unit's `.meta.json`/`.meta.ff` paths, missing ones
+   skipped): the source's `hash` and `size` become "" and 0, and `error_lines` (in the meta up to
+   1.19, in `.meta_ex.*` from 1.20) empty. After a body-only edit, mypy's data file is unchanged
+   and its meta differs in exactly those fields, so the normalized outputs are byte-identical and
+   every unit that imports the edited module gets identical inputs: Pants' process cache reuses
+   them (the cutoff). An interface edit changes the data and `interface_hash`: importers re-run.
+   Errors are not lost: the unit that owns a module reports its errors from its own run (importers
+   drop lines about other files anyway). Before 1.19, chance indirect dependencies are dropped too
+   (cache_paths.py). A meta this cannot read is left as mypy wrote it (no cutoff for that module,
+   results unaffected), and the count printed says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+try:  # in the sandbox, where it is beside this file
+    from cache_paths import _replace_file, drop_reached_indirect, dump_json  # type: ignore[import-not-found,no-redef]  # pants: no-infer-dep
+except ImportError:  # as part of cacheplug (tests)
+    from cacheplug.mypy.cache_paths import _replace_file, drop_reached_indirect, dump_json
+
+CACHE_SUFFIXES = (".meta.json", ".data.json", ".meta_ex.json", ".meta.ff", ".data.ff", ".meta_ex.ff")
+PLACEHOLDER_READ = 3
+
+
+def placeholders_read(started: str, placeholders: str) -> List[str]:
+    """Modules of PLACEHOLDERS whose cache mypy wrote or deleted after `started` was created (or
+    whose meta or data was missing: then mypy had to read the source)."""
+    since = os.stat(started).st_mtime_ns
+    with open(placeholders) as f:
+        prefixes = [line for line in f.read().splitlines() if line]
+    read = []
+    for prefix in prefixes:
+        times = {}
+        for suffix in CACHE_SUFFIXES:
+            try:
+                times[suffix.split(".")[1]] = max(times.get(suffix.split(".")[1], 0), os.stat(prefix + suffix).st_mtime_ns)
+            except FileNotFoundError:
+                pass
+        if "meta" not in times or "data" not in times or max(times.values()) > since:
+            read.append(prefix)
+    return read
+
+
+def normalized_json(meta: Dict[str, Any]) -> bytes:
+    meta["hash"], meta["size"] = "", 0
+    if "error_lines" in meta:
+        meta["error_lines"] = []
+    return dump_json(meta)
+
+
+def _encode(parts: List[Tuple[str, Any]]) -> bytes:
+    """mypy's fixed format, by mypy's own encoder (librt.internal): each part a tag, an unsigned
+    int, a str or bytes, untagged ("bare"), as mypy.cache's helpers put them after their tags."""
+    from librt.internal import WriteBuffer, write_bytes, write_int, write_str, write_tag  # pants: no-infer-dep
+
+    writers = {"tag": write_tag, "int": write_int, "str": write_str, "bytes": write_bytes}
+    buffer = WriteBuffer()
+    for kind, value in parts:
+        writers[kind](buffer, value)
+    return bytes(buffer.getvalue())
+
+
+def normalized_ff_meta(meta: bytes) -> Optional[bytes]:
+    """The fixed-format meta (two version bytes, then id, path, mtime, size, hash, ... each a tag
+    and a value, as mypy.cache.CacheMeta.write puts them) with size 0 and hash "", or None if it
+    does not read as that. Only these leading fields are decoded and re-encoded (librt.internal
+    alone: importing mypy.cache would cost every unit most of a mypy start-up); the rest is kept
+    as it is."""
+    from librt.internal import ReadBuffer, read_int, read_str, read_tag  # pants: no-infer-dep
+
+    try:
+        buffer = ReadBuffer(meta[2:])
+        parts: List[Tuple[str, Any]] = []
+        for kind in ("str", "str", "int", "int", "str"):  # id, path, mtime, size, hash
+            parts += [("tag", read_tag(buffer)), (kind, (read_str if kind == "str" else read_int)(buffer))]
+        head = _encode(parts)
+        tags = [value for kind, value in parts if kind == "tag"]
+        if not meta[2:].startswith(head) or len({tags[0], tags[1], tags[4]}) != 1 or tags[2] != tags[3]:
+            return None
+        new_head = _encode([*parts[:7], ("int", 0), parts[8], ("str", "")])
+    except Exception:
+        return None
+    return meta[:2] + new_head + meta[2 + len(head):]
+
+
+def normalized_ff_meta_ex(meta_ex: bytes) -> Optional[bytes]:
+    """The fixed-format meta_ex (dependencies, suppressed, dep_hashes, then error_lines, each a
+    tag, a count and bare items, as mypy.cache.CacheMetaEx.write puts them) with no error lines,
+    or None if it does not read as that."""
+    from librt.internal import ReadBuffer, read_bytes, read_int, read_str, read_tag  # pants: no-infer-dep
+
+    try:
+        buffer = ReadBuffer(meta_ex)
+        parts: List[Tuple[str, Any]] = []
+        for kind, read in (("str", read_str), ("str", read_str), ("bytes", read_bytes)):
+            parts.append(("tag", read_tag(buffer)))
+            count = read_int(buffer)
+            parts += [("int", count), *((kind, read(buffer)) for _ in range(count))]
+        head = _encode(parts)
+        errors_tag = read_tag(buffer)
+        if not meta_ex.startswith(head):
+            return None
+        return head + _encode([("tag", errors_tag), ("int", 0)])
+    except Exception:
+        return None
+
+
+FF_NORMALIZERS = {".meta.ff": normalized_ff_meta, ".meta_ex.ff": normalized_ff_meta_ex}
+
+
+def normalize(meta_file: str, cache: Dict[str, Optional[dict]]) -> bool:
+    """Normalize one of the unit's metas (and its meta_ex, if any) in place; False if it could
+    not be read as a meta of a known format (then it stays as mypy wrote it)."""
+    if meta_file.endswith(".meta.json"):
+        drop_reached_indirect(meta_file, cache)  # mypy < 1.19's chance dependencies
+        with open(meta_file, "rb") as f:
+            try:
+                meta = json.loads(f.read())
+            except ValueError:
+                return False
+        if not isinstance(meta, dict) or "hash" not in meta or "size" not in meta:
+            return False
+        _replace_file(meta_file, normalized_json(meta))
+        ex_file = meta_file[: -len(".meta.json")] + ".meta_ex.json"
+        if os.path.exists(ex_file):  # mypy 1.20+ with JSON: the error lines are there
+            with open(ex_file, "rb") as f:
+                meta_ex = json.loads(f.read())
+            meta_ex["error_lines"] = []
+            _replace_file(ex_file, dump_json(meta_ex))
+        return True
+    if meta_file.endswith(".meta.ff"):
+        new = {}
+        for suffix, normalizer in FF_NORMALIZERS.items():
+            name = meta_file[: -len(".meta.ff")] + suffix
+            if suffix == ".meta_ex.ff" and not os.path.exists(name):
+                continue
+            with open(name, "rb") as f:
+                content = normalizer(f.read())
+            if content is None:
+                return False
+            new[name] = content
+        for name, content in new.items():  # both or neither
+            _replace_file(name, content)
+        return True
+    return False
+
+
+def main(started: str, placeholders: str, metas: List[str]) -> int:
+    read = placeholders_read(started, placeholders)
+    if read:
+        print(f"cacheplug: mypy checked {len(read)} module(s) from the placeholder it was given for its source "
+              f"(its cache was not enough: e.g. {', '.join(read[:3])}); the unit re-runs with real sources",
+              file=sys.stderr)
+        return PLACEHOLDER_READ
+    cache: Dict[str, Optional[dict]] = {}
+    present = [m for m in metas if os.path.exists(m)]
+    done = sum(normalize(m, cache) for m in present)
+    print(f"cacheplug: early cutoff: normalized {done} metas, left {len(present) - done} as mypy wrote them",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
