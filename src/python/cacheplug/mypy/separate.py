@@ -66,7 +66,7 @@ from pants.engine.fs import (
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
-from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule, rule_helper
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import Dependencies, DependenciesRequest, Targets
 from pants.option.global_options import GlobalOptions
 from pants.source.source_root import SourceRootsRequest, SourceRootsResult
@@ -388,7 +388,6 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     return BaseUnit(cache, dataclasses.replace(result, output_digest=output))
 
 
-@rule_helper
 async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tuple[str, ...], given_cache: Digest,
                     bash: BashBinary) -> FallibleProcessResult:
     """mypy on the unit's files, given `given_cache`, the real sources of its own files and of the
