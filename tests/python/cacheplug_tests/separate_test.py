@@ -11,13 +11,14 @@ from cacheplug.mypy.separate import (
     CacheMergeRequest,
     UnitReport,
     base_source,
+    cutoff_counts,
     external_imports,
     merge_caches,
     module_prefix,
     own_lines,
     summary,
 )
-from cacheplug.mypy.unit_graph import module_name
+from cacheplug.mypy.unit_graph import module_name, unit_graph
 
 
 def test_module_prefix_is_where_mypy_bazel_writes_the_cache() -> None:
@@ -72,6 +73,18 @@ def test_summary_is_what_one_mypy_run_would_print() -> None:
     crash = UnitReport("d", ("d.py",), 2, "Traceback ...", RAN)
     assert summary([bad, crash])[0] == 2
     assert "Traceback ..." in summary([bad, crash])[1]
+
+
+def test_cutoff_counts_units_reused_although_a_unit_they_import_from_ran() -> None:
+    # app imports lib, lib imports core; other imports nothing.
+    modules = {"core.py": "core", "lib.py": "lib", "app.py": "app", "other.py": "other"}
+    graph = unit_graph(modules, {"core.py": [], "lib.py": ["core"], "app.py": ["lib"], "other.py": []})
+    hit = ProcessResultMetadata.Source.HIT_LOCALLY
+    ran = {"core.py"}
+    reports = [UnitReport(u[0], u, 0, "", RAN if u[0] in ran else hit, recovered=u[0] == "app.py") for u in graph.units]
+    assert cutoff_counts(graph, reports) == (2, 1)  # lib and app (through lib); other imports nothing
+    nothing_ran = [UnitReport(u[0], u, 0, "", hit) for u in graph.units]
+    assert cutoff_counts(graph, nothing_ran) == (0, 0)
 
 
 @pytest.fixture
