@@ -13,9 +13,10 @@ import os
 import pkgutil
 import subprocess
 from pathlib import Path
+from typing import Sequence
 
 import pytest
-from packaging.version import Version
+from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
 from cacheplug.mypy import cutoff
 from cacheplug.mypy.separate import (
@@ -38,7 +39,7 @@ B_WITH_ERROR = ("import os\n\n\ndef f(x: int) -> int:\n    y = x\n    z: str = 1
 A = "from b import C, f\n\nreveal_type(f(1))\nx: str = C().m()\ny: int = f('no')\n"
 
 
-def unit(root: Path, python: str, files: dict[str, str], checked: list[str], placeholders: list[str] = (),
+def unit(root: Path, python: str, files: dict[str, str], checked: list[str], placeholders: Sequence[str] = (),
          caches: dict[str, bytes] | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, bytes]]:
     """One unit in `root`: the programs, its files, the given caches; mypy through UNIT_WRAPPER.
     Returns the run and the unit's own cache files (by name)."""

@@ -34,13 +34,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 try:  # in the sandbox, where it is beside this file
-    from cache_paths import _replace_file, drop_reached_indirect, dump_json  # type: ignore[import-not-found,no-redef]  # pants: no-infer-dep
+    from cache_paths import _replace_file, drop_reached_indirect, dump_json  # type: ignore[import-not-found]  # pants: no-infer-dep
 except ImportError:  # as part of cacheplug (tests)
     from cacheplug.mypy.cache_paths import _replace_file, drop_reached_indirect, dump_json
 
+# A module's cache files, by its path prefix (`pkg/mod`, `pkg/__init__`): JSON in 1.x, fixed
+# format in 2.x, and the `meta_ex` file that mypy 1.20+ writes beside the meta.
 CACHE_SUFFIXES = (".meta.json", ".data.json", ".meta_ex.json", ".meta.ff", ".data.ff", ".meta_ex.ff")
 PLACEHOLDER_READ = 3
 
@@ -53,12 +55,14 @@ def placeholders_read(started: str, placeholders: str) -> List[str]:
         prefixes = [line for line in f.read().splitlines() if line]
     read = []
     for prefix in prefixes:
-        times = {}
+        times: Dict[str, int] = {}  # "meta"/"data" -> the latest mtime of its files
         for suffix in CACHE_SUFFIXES:
+            kind = suffix.split(".")[1]
             try:
-                times[suffix.split(".")[1]] = max(times.get(suffix.split(".")[1], 0), os.stat(prefix + suffix).st_mtime_ns)
+                mtime = os.stat(prefix + suffix).st_mtime_ns
             except FileNotFoundError:
-                pass
+                continue
+            times[kind] = max(times.get(kind, 0), mtime)
         if "meta" not in times or "data" not in times or max(times.values()) > since:
             read.append(prefix)
     return read
@@ -76,7 +80,7 @@ def _encode(parts: List[Tuple[str, Any]]) -> bytes:
     int, a str or bytes, untagged ("bare"), as mypy.cache's helpers put them after their tags."""
     from librt.internal import WriteBuffer, write_bytes, write_int, write_str, write_tag  # pants: no-infer-dep
 
-    writers = {"tag": write_tag, "int": write_int, "str": write_str, "bytes": write_bytes}
+    writers: Dict[str, Callable[[Any, Any], None]] = {"tag": write_tag, "int": write_int, "str": write_str, "bytes": write_bytes}
     buffer = WriteBuffer()
     for kind, value in parts:
         writers[kind](buffer, value)

@@ -74,12 +74,10 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize
 
+from cacheplug.mypy.cutoff import CACHE_SUFFIXES
 from cacheplug.mypy.subsystem import checked_unit_size
 from cacheplug.mypy.unit_graph import UnitGraph, batch, import_edges, module_name, prefixes, unit_graph
 
-# A module's cache files, by its path prefix (`pkg/mod`, `pkg/__init__`): JSON in 1.x, fixed
-# format in 2.x, and the `meta_ex` file that mypy 1.20+ writes beside the meta.
-CACHE_SUFFIXES = (".meta.json", ".data.json", ".meta_ex.json", ".meta.ff", ".data.ff", ".meta_ex.ff")
 EXIT_CODE_FILE = "__cacheplug_mypy_exit_code"
 BASE_DIR = "__cacheplug_base"
 BASE_MODULE = "__cacheplug_base__"
