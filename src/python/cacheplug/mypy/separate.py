@@ -394,7 +394,8 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
     files = graph.units[request.index]
     # Digests are taken per file and merged: one DigestSubset of a thousand paths per unit costs
     # the engine a directory scan per path (minutes at 1000 modules); one path each is memoized.
-    real = [f for f in (*files, *closure) if f not in set(cached)]
+    given_as_cache = set(cached)
+    real = [f for f in (*files, *closure) if f not in given_as_cache]
     real_sources = await MultiGet(Get(Digest, DigestSubset(request.sources, PathGlobs([f]))) for f in real)
     placeholders = await MultiGet(Get(Digest, CreateDigest([FileContent(f, PLACEHOLDER)])) for f in cached)
     listing = "".join(f"{cache_prefix(graph, f)}\n" for f in cached).encode()
@@ -573,7 +574,7 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
         f"mypy separate compilation [{partition_label(partition, tool)}]: {pluralize(len(reports), 'unit')}, "
         f"{ran} ran, {len(reports) - ran} reused from Pants' process cache ({remote} from the remote cache, "
         f"{cut_off} of them although a unit they import from ran: early cutoff)"
-        + (f", {recovered} re-ran with sources (a dependency's cache was not enough)" if recovered else "")
+        + (f", {recovered} re-ran with sources (a dependency's cache was not enough, or mypy crashed)" if recovered else "")
         + (f"; {why}" if why else "")
     )
     return CheckResult(
