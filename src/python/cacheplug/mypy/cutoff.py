@@ -9,13 +9,15 @@ or `mtime` with anything, so a dependency's source is not needed, and its identi
 the meta either. This program does two things:
 
 1. Checks that mypy used every placeholder's cache. The placeholder is a syntax error, so a mypy
-   that parses one stops with exit 2; but a module whose errors are ignored (`ignore_errors`)
-   would be parsed silently, as an empty module. So: if mypy wrote or deleted any cache file of a
-   module listed in PLACEHOLDERS (one cache path prefix per line) after STARTED was created (just
-   before mypy started), it checked that module from its placeholder: exit 3, naming it. Nothing is
-   cached then, and the unit re-runs with real sources. A cache file mypy writes is a new file with
-   a new mtime (mypy writes by rename), later than STARTED by at least mypy's start-up; the given
-   ones were written into the sandbox before STARTED.
+   that parses one stops with exit 2 (also under `ignore_errors`: checked with 1.1.1 to 2.4.1),
+   and separate.py re-runs the unit with real sources. This is the second line of defence, for
+   whatever a mypy does with a module it checks anew: it writes or deletes its cache files. If any
+   cache file of a module listed in PLACEHOLDERS (one cache path prefix per line) was written
+   after STARTED was created (just before mypy started), or its meta or data is missing, mypy
+   checked that module from its placeholder: exit 3, naming it. Nothing is cached then, and the
+   unit re-runs with real sources. A cache file mypy writes is a new file with a new mtime (mypy
+   writes by rename), later than STARTED by at least mypy's start-up; the given ones were written
+   into the sandbox before STARTED.
 
 2. Normalizes the unit's own metas (META: the unit's `.meta.json`/`.meta.ff` paths, missing ones
    skipped): the source's `hash` and `size` become "" and 0, and `error_lines` (in the meta up to
@@ -38,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 try:  # in the sandbox, where it is beside this file
     from cache_paths import _replace_file, drop_reached_indirect, dump_json  # type: ignore[import-not-found]  # pants: no-infer-dep
-except ImportError:  # as part of cacheplug (tests)
+except ImportError:  # as part of cacheplug (pantsd, tests)
     from cacheplug.mypy.cache_paths import _replace_file, drop_reached_indirect, dump_json
 
 # A module's cache files, by its path prefix (`pkg/mod`, `pkg/__init__`): JSON in 1.x, fixed
