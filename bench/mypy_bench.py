@@ -65,13 +65,13 @@ def timed(repo: PantsRepo) -> float:
     return elapsed
 
 
-def timed_plain(root: Path, files: dict[str, str]) -> float:
+def timed_plain(root: Path, files: dict[str, str], version: str = PANTS_DEFAULT_MYPY) -> float:
     """Plain mypy outside Pants, in one directory with its own persistent cache dir."""
     for rel, text in files.items():
         if not (root / rel).exists() or (root / rel).read_text() != text:  # keep unchanged mtimes
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
-    argv = [mypy_python(PANTS_DEFAULT_MYPY), "-m", "mypy", "--python-version=3.11", "--cache-dir=.mypy_cache", *sorted(files)]
+    argv = [mypy_python(version), "-m", "mypy", "--python-version=3.11", "--cache-dir=.mypy_cache", *sorted(files)]
     start = time.perf_counter()
     subprocess.run(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # 1.1.1 warns on 3.11
     return time.perf_counter() - start
