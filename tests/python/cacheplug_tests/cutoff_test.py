@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pkgutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -125,7 +126,29 @@ def test_a_placeholder_module_whose_cache_mypy_rewrote_or_deleted_was_read(tmp_p
         (tmp_path / name).write_text("{}")
     (tmp_path / STARTED).write_text("")
     start = os.stat(STARTED).st_mtime_ns
-    os.utime(tmp_path / "rewritten.data.json", ns=(start + 10**9, start + 10**9))
+    os.utime(tmp_path / "rewritten.meta.json", ns=(start + 10**9, start + 10**9))
+    os.utime(tmp_path / "old.data.json", ns=(start + 10**9, start + 10**9))  # Pants' store may touch a big input
     os.remove(tmp_path / "gone.meta.json")
     (tmp_path / PLACEHOLDERS).write_text("old\npkg/__init__\nrewritten\ngone\nno_data\n")
     assert cutoff.placeholders_read(STARTED, PLACEHOLDERS) == ["rewritten", "gone", "no_data"]
+
+
+@pytest.mark.parametrize(
+    "tool, cutoff_exit, process_exit, recorded",
+    [
+        ("exit 1", 0, 0, "1"),  # type errors: the process succeeds (cacheable), mypy's 1 recorded
+        ("echo 'Traceback (most recent call last):' >&2; exit 1", 0, 2, "2"),  # an uncaught exception: a crash
+        ("exit 0", 3, 3, "0"),  # a placeholder was read: separate.py re-runs the unit with sources
+        ("exit 0", 1, 2, "0"),  # cutoff.py itself failed: a crash, never "type errors"
+    ],
+)
+def test_the_unit_wrapper_never_reports_a_crash_as_type_errors(
+    tmp_path: Path, tool: str, cutoff_exit: int, process_exit: int, recorded: str
+) -> None:
+    (tmp_path / CUTOFF).parent.mkdir()
+    (tmp_path / CUTOFF).write_text(f"raise SystemExit({cutoff_exit})\n")
+    # No PATH: the wrapper needs bash's builtins only.
+    run = subprocess.run(["bash", "-c", UNIT_WRAPPER, "mypy-unit", "/bin/bash", "-c", tool], cwd=tmp_path,
+                         env={"PYTHON": sys.executable, "OWN_METAS": ""}, stderr=subprocess.PIPE, text=True)
+    assert run.returncode == process_exit, run.stderr
+    assert (tmp_path / EXIT_CODE_FILE).read_text().strip() == recorded

@@ -11,10 +11,10 @@ the meta either. This program does two things:
 1. Checks that mypy used every placeholder's cache. The placeholder is a syntax error, so a mypy
    that parses one stops with exit 2 (also under `ignore_errors`: checked with 1.1.1 to 2.4.1),
    and separate.py re-runs the unit with real sources. This is the second line of defence, for
-   whatever a mypy does with a module it checks anew: it writes or deletes its cache files. If any
-   cache file of a module listed in PLACEHOLDERS (one cache path prefix per line) was written
-   after STARTED was created (just before mypy started), or its meta or data is missing, mypy
-   checked that module from its placeholder: exit 3, naming it. Nothing is cached then, and the
+   whatever a mypy does with a module it checks anew: it writes or deletes its cache files. If the
+   meta of a module listed in PLACEHOLDERS (one cache path prefix per line) was written after
+   STARTED was created (just before mypy started), or its meta or data is missing, mypy checked
+   that module from its placeholder: exit 3, naming it. Nothing is cached then, and the
    unit re-runs with real sources. A cache file mypy writes is a new file with a new mtime (mypy
    writes by rename), later than STARTED by at least mypy's start-up; the given ones were written
    into the sandbox before STARTED.
@@ -22,7 +22,8 @@ the meta either. This program does two things:
 2. Normalizes the unit's own metas (META: the unit's `.meta.json`/`.meta.ff` paths, missing ones
    skipped): the source's `hash` and `size` become "" and 0, and `error_lines` (in the meta up to
    1.19, in `.meta_ex.*` from 1.20) empty. After a body-only edit, mypy's data file is unchanged
-   and its meta differs in exactly those fields, so the normalized outputs are byte-identical and
+   and its meta differs in those fields only (unless an import moved: `dep_lines` holds every
+   import's line, so then importers re-run), so the normalized outputs are byte-identical and
    every unit that imports the edited module gets identical inputs: Pants' process cache reuses
    them (the cutoff). An interface edit changes the data and `interface_hash`: importers re-run.
    Errors are not lost: the unit that owns a module reports its errors from its own run (importers
@@ -36,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 try:  # in the sandbox, where it is beside this file
     from cache_paths import _replace_file, drop_reached_indirect, dump_json  # type: ignore[import-not-found]  # pants: no-infer-dep
@@ -57,15 +58,20 @@ def placeholders_read(started: str, placeholders: str) -> List[str]:
         prefixes = [line for line in f.read().splitlines() if line]
     read = []
     for prefix in prefixes:
-        times: Dict[str, int] = {}  # "meta"/"data" -> the latest mtime of its files
+        present: Set[str] = set()
+        latest = 0
         for suffix in CACHE_SUFFIXES:
-            kind = suffix.split(".")[1]
             try:
-                mtime = os.stat(prefix + suffix).st_mtime_ns
+                st = os.stat(prefix + suffix)
             except FileNotFoundError:
                 continue
-            times[kind] = max(times.get(kind, 0), mtime)
-        if "meta" not in times or "data" not in times or max(times.values()) > since:
+            kind = suffix.split(".")[1]  # meta, data or meta_ex
+            present.add(kind)
+            # mypy writes a module's meta last. Not the data file's mtime: a big input file may be
+            # a hardlink into Pants' store, whose mtime Pants moves.
+            if kind != "data":
+                latest = max(latest, st.st_mtime_ns)
+        if not {"meta", "data"} <= present or latest > since:
             read.append(prefix)
     return read
 

@@ -94,12 +94,14 @@ PLACEHOLDER = b"<cacheplug: this module's cache was given instead of its source;
 # Exits 0 for mypy's 0 (clean) and 1 (type errors), recording which: both results are cacheable.
 # An exit 1 with a Python traceback is a crash (an uncaught exception, e.g. in mypy 1.19 given a
 # meta without its data): 2. Then cutoff.py, by mypy's own Python `$PYTHON`, checks that no
-# placeholder was read and normalizes the unit's metas listed in $OWN_METAS.
+# placeholder was read (exit 3) and normalizes the unit's metas listed in $OWN_METAS; any other
+# failure of it is a crash too (2), never an exit 1 that would read as type errors. Bash
+# builtins only: the check must not depend on what the sandbox's PATH has.
 UNIT_WRAPPER = (
-    f': > {STARTED}; "$@" 2> {MYPY_STDERR}; rc=$?; cat {MYPY_STDERR} >&2; '
-    f'[ $rc -ne 1 ] || ! grep -q "^Traceback (most recent call last)" {MYPY_STDERR} || rc=2; '
+    f': > {STARTED}; "$@" 2> {MYPY_STDERR}; rc=$?; err=$(< {MYPY_STDERR}); [ -z "$err" ] || printf "%s\\n" "$err" >&2; '
+    f'[ $rc -ne 1 ] || [[ $err != *"Traceback (most recent call last)"* ]] || rc=2; '
     f'echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
-    f'exec "$PYTHON" {CUTOFF} {STARTED} {PLACEHOLDERS} $OWN_METAS'
+    f'"$PYTHON" {CUTOFF} {STARTED} {PLACEHOLDERS} $OWN_METAS || {{ [ $? -eq 3 ] && exit 3; exit 2; }}'
 )
 # The base unit's: mypy in BASE_DIR, then its cache's paths made sandbox-relative by mypy's own
 # Python (which can read mypy's fixed cache format); `$PYTHON` is that Python, `..` the sandbox
