@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -404,6 +405,8 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
     extra = await Get(Digest, CreateDigest([*programs(CACHE_PATHS, CUTOFF), FileContent(PLACEHOLDERS, listing)]))
     input_digest = await Get(Digest, MergeDigests([tool.digest, given_cache, *real_sources, *placeholders, extra]))
     outputs = cache_files(graph, files)
+    # `$PYTHON` with a slash: bash would look a bare name up in PATH (or, without one, in `.`),
+    # and Pants' python shim finds the sandbox by the path it was started as.
     process = await Get(
         Process,
         VenvPexProcess(
@@ -411,7 +414,7 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
             argv=(*tool.argv(), *SEPARATE_FLAGS, *files),
             input_digest=input_digest,
             extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": request.search_path,
-                       "MYPYPATH": request.search_path, "PYTHON": str(tool.pex.python.path),
+                       "MYPYPATH": request.search_path, "PYTHON": os.path.join(".", tool.pex.python.path),
                        "OWN_METAS": " ".join(o for o in outputs if o.endswith((".meta.json", ".meta.ff")))},
             output_files=tuple(outputs),
             description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'more file')}" if len(files) > 1 else ""),
