@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Iterable, Optional
 
+from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 from pants.backend.python.dependency_inference.parse_python_dependencies import (
     ParsedPythonDependencies,
     ParsePythonDependenciesRequest,
@@ -137,6 +138,9 @@ class MyPyTool:
         return (*self.flags, *config, f"--python-executable={root}{self.python_executable}")
 
 
+# Early cutoff (placeholders for imported modules' sources): mypy's caches are deterministic from
+# 1.19 (see cache_paths.py), and record modules with errors too.
+CUTOFF_SINCE = Version("1.19")
 # Cache files at the working directory, relative paths, zero mtimes (see the module docstring).
 SEPARATE_FLAGS = ("--bazel", "--no-sqlite-cache")
 # mypy 1.1.1 writes some lists of a meta (e.g. contextlib's) in set order, which string hash
@@ -442,7 +446,12 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
     # cutoff.py) and a placeholder source, so a body-only edit to it leaves this unit's inputs
     # as they were. mypy < 1.19 writes no cache for a module with errors or importing one: those
     # are given as sources (and re-analysed), as is everything if a placeholder was not enough.
-    cached = tuple(f for f in closure if caches[f] != EMPTY_DIGEST)
+    # Not before mypy 1.19: its metas record indirect dependencies by chance, and a given cache
+    # whose chance dependency is re-checked in this unit makes mypy read the placeholder (then a
+    # re-run with sources, whose outputs differ from another machine's: no sharing; seen in
+    # remote_cache_integration_test with 1.1.1).
+    cutoff = Version(request.tool.version) >= CUTOFF_SINCE
+    cached = tuple(f for f in closure if cutoff and caches[f] != EMPTY_DIGEST)
     result = await _run_unit(request, closure, cached, given_cache, bash)
     recovered = bool(cached) and result.exit_code != 0  # a placeholder was read, or mypy crashed
     if recovered:
