@@ -208,7 +208,9 @@ def drop_reached_indirect(meta_file: str, cache: Dict[str, Optional[dict]]) -> b
     meta["dependencies"] = [deps[i] for i in keep if i < len(deps)]
     meta["dep_prios"] = [prios[i] for i in keep]
     meta["dep_lines"] = [lines[i] for i in keep]
-    _replace_file(meta_file, dump_json(meta))
+    # Serialized as mypy < 1.19 writes it: a meta with nothing to drop keeps mypy's bytes, so
+    # one with something dropped must be written the same way, or two runs would differ.
+    _replace_file(meta_file, mypy_module("mypy.build").json_dumps(meta, False).encode())
     return True
 
 
