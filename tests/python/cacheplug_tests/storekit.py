@@ -167,7 +167,8 @@ def index_problems(scope: Path) -> list[str]:
 
 
 def check_scope(
-    scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem, check_index: bool = True
+    scope: Path, group_problem: Callable[[dict[str, bytes]], str | None] = fake_group_problem, check_index: bool = True,
+    grouping: layout.GroupOf = FAKE_GROUPING,
 ) -> tuple[dict[str, dict[str, bytes]], list[str]]:
     """Integrity check of a cache scope: every record valid, every object whole and matching its
     hash, every group consistent, the index (if current) true. Returns ({group: {file: content}},
@@ -178,7 +179,7 @@ def check_scope(
         return groups, problems
     for path in layout.iter_entries(str(scope)):
         try:
-            group, files = layout.load_entry(path, FAKE_GROUPING)
+            group, files = layout.load_entry(path, grouping)
         except FileNotFoundError:
             continue
         except (OSError, ValueError, TypeError, KeyError) as e:

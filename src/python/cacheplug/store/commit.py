@@ -3,6 +3,8 @@ protocol and the races it defends against)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -12,8 +14,8 @@ from typing import Dict, List, Optional, Set, Tuple
 from .faults import fault
 from .index import LOW_WATER, Index, evict
 from .layout import (
-    checked_name, entry_file, entry_path, is_safe_relpath, object_path, open_scope, own_dir, read_generation, read_nofollow,
-    record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
+    checked_name, entry_file, entry_path, is_safe_relpath, load_entry, object_path, open_scope, own_dir, read_generation,
+    read_nofollow, record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
 )
 from .locking import Busy, scope_lock
 from .policy import Policy
@@ -45,8 +47,8 @@ def changed_groups(
             path = os.path.join(root, name)
             rel = path[prefix:]
             st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel):
-                continue  # symlinks and odd names are never committed
+            if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel) or policy.ignored(rel):
+                continue  # symlinks, odd names and what the policy ignores are never committed
             group = policy.group_of(rel)
             current.setdefault(group, {})[rel] = path
             before = seeded.get(rel)
@@ -193,12 +195,65 @@ def commit(spec: Spec, policy: Policy, report: Report) -> None:
                     index.save(scope, generation)
                 return
             fault("commit-locked")
+            if policy.merges:
+                merge_locked(scope, records, dirty, seen.get("merge_bases", {}), policy, report, spec.manifest)
             if spec.describe and not os.path.lexists(os.path.join(scope, "scope.json")):
                 write_atomically(os.path.join(scope, "scope.json"), spec.describe.encode())
             update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report, written)
     except Busy:
         report.data["lock_wait_ms"] = int(timeout * 1000)
         report.warn(f"timed out after {timeout:g}s waiting for the cache lock; this run's cache writes were skipped")
+
+
+def merge_locked(
+    scope: str, records: Dict[str, Files], sources: Dict[str, Dict[str, str]], bases: Dict[str, str],
+    policy: Policy, report: Report, work: str,
+) -> None:
+    """Under the lock (so that no commit lands between our read of the cache's copy and our
+    write): replace each file the policy merges by merge(what this run was given, what it wrote,
+    what the group's record holds now). A run that lost the race to another commit merges into
+    that commit's content instead of overwriting it: with a three-way merge, each run applies only
+    its own change. A group whose merge leaves the record's content as it is is not rewritten; one
+    whose merge fails is not committed (the cache keeps what it had; a warning)."""
+    for group in sorted(records):
+        files = records[group]
+        merged = sorted(rel for rel in files if policy.merged(rel))
+        if not merged:
+            continue
+        try:
+            current = current_contents(scope, group, policy)
+            for i, rel in enumerate(merged):
+                base = bases.get(rel)
+                with open(sources[group][rel], "rb") as f:
+                    mine = f.read()
+                data = policy.merge(rel, base64.b64decode(base) if isinstance(base, str) else None, mine,
+                                    current[rel][1] if rel in current else None)
+                path = f"{work}.merged-{i}"
+                write_atomically(path, data)
+                sources[group][rel] = path  # what update_locked re-stores the object from if need be
+                files[rel] = store_object(scope, path)
+        except Exception as e:  # a failing policy must not cost what other runs committed
+            report.warn(f"cache group {group!r} not committed: merging it failed: {type(e).__name__}: {e}")
+            del records[group]
+            continue
+        if {rel: obj for rel, (obj, _) in files.items()} == {rel: obj for rel, (obj, _) in current.items()}:
+            del records[group]  # the cache holds the merge already
+
+
+def current_contents(scope: str, group: str, policy: Policy) -> Dict[str, Tuple[str, bytes]]:
+    """{relpath: (object, content)} of the group's record as it is now; {} if there is none or it
+    is bad (then the run's content is merged with nothing)."""
+    path = entry_path(scope, group)
+    if not os.path.lexists(path):
+        return {}
+    try:
+        _, files = load_entry(path, policy.group_of)
+        contents = {rel: (obj, read_nofollow(object_path(scope, obj))) for rel, (obj, _) in files.items()}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    if any(hashlib.sha256(data).hexdigest() != obj for obj, data in contents.values()):
+        return {}  # a corrupt object: never merged into what we write
+    return contents
 
 
 def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:

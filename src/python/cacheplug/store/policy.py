@@ -16,16 +16,27 @@ loaded from there. Standard library only. A policy module may define, all option
         files the tool writes in place (opens for writing) rather than replacing by rename: given
         as private copies. Every other file is given as a hardlink to the store's object, which
         a write in place would corrupt (commit detects that, warns and repairs it);
+    IGNORES: tuple of globs
+        files never committed (lock files, partial downloads, a session's own state): left out
+        of every group, as if the tool had not written them;
+    MERGES: tuple of globs, and merge(relpath, given, mine, current) -> bytes
+        files every run rewrites whole, whose content concurrent runs must combine rather than
+        overwrite (e.g. pytest's record of failed tests, one file for all test files). Commit
+        stores, under the scope's lock, merge(what the run was given, what it wrote, what the
+        cache holds now), each None when there was no such file. Merged files are given as
+        copies (as COPIES), and their given content is kept for the merge;
     prepare(config) -> None
         run after setup, with the tool rule's `policy_config` (e.g. files that spare the tool
         work).
 
-A policy that raises is not trusted: the run is given no cache (withhold), or its preparation is
-skipped (prepare); results stay right either way.
+A policy that raises is not trusted: the run is given no cache (withhold), its preparation is
+skipped (prepare), or the merged file's group is not committed (merge); results stay right
+either way.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 from types import ModuleType
 from typing import Any, Dict, Optional, Set, Tuple
@@ -36,7 +47,9 @@ class Policy:
         self.module = module
         self.config = config or {}
         self.reads: Tuple[str, ...] = tuple(getattr(module, "READS", ()))
-        self.copies: Tuple[str, ...] = tuple(getattr(module, "COPIES", ()))
+        self.merges: Tuple[str, ...] = tuple(getattr(module, "MERGES", ()))
+        self.copies: Tuple[str, ...] = (*getattr(module, "COPIES", ()), *self.merges)
+        self.ignores: Tuple[str, ...] = tuple(getattr(module, "IGNORES", ()))
 
     def group_of(self, relpath: str) -> str:
         group_of = getattr(self.module, "group_of", None)
@@ -50,10 +63,24 @@ class Policy:
         withhold = getattr(self.module, "withhold", None)
         return set(withhold(groups)) if withhold else set()
 
+    def ignored(self, relpath: str) -> bool:
+        return matches(relpath, self.ignores)
+
+    def merged(self, relpath: str) -> bool:
+        return matches(relpath, self.merges)
+
+    def merge(self, relpath: str, given: Optional[bytes], mine: bytes, current: Optional[bytes]) -> bytes:
+        return bytes(self.module.merge(relpath, given, mine, current))  # type: ignore[union-attr]
+
     def prepare(self) -> None:
         prepare = getattr(self.module, "prepare", None)
         if prepare:
             prepare(self.config)
+
+
+def matches(relpath: str, globs: Tuple[str, ...]) -> bool:
+    """fnmatch: `*` also matches `/` (`*.lock` is any lock file, at any depth)."""
+    return any(fnmatch.fnmatch(relpath, g) for g in globs)
 
 
 def load(path: Optional[str], config: Optional[Dict[str, Any]] = None) -> Policy:

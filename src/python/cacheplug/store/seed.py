@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import base64
 import errno
-import fnmatch
 import hashlib
 import json
 import os
@@ -16,7 +16,7 @@ from .faults import fault
 from .layout import (
     Stamp, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, unlink_quietly, write_atomically,
 )
-from .policy import Policy
+from .policy import Policy, matches
 from .report import Report
 from .spec import Spec
 
@@ -107,6 +107,7 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
     scope, dest = spec.scope, spec.dest
     given: Dict[str, Given] = {}  # group -> (its record's files, their lstat in dest, the record's lstat)
     reads: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files the policy reads
+    bases: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files commit merges
     generation = 0
     os.makedirs(dest, exist_ok=True)
     made = {dest}  # directories created in dest
@@ -129,8 +130,8 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
             stats: Dict[str, os.stat_result] = {}
             try:
                 for rel, (obj, size) in files.items():
-                    read = any(fnmatch.fnmatch(rel, g) for g in policy.reads)  # the policy needs it
-                    copy = any(fnmatch.fnmatch(rel, g) for g in policy.copies)
+                    read = matches(rel, policy.reads) or policy.merged(rel)  # the policy needs it
+                    copy = matches(rel, policy.copies)
                     contents[rel], stats[rel] = materialize(object_path(scope, obj), os.path.join(dest, rel), obj, size,
                                                             stamps.get(obj), read, copy, made, checked)
                     fault("setup-file")
@@ -142,8 +143,9 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
                 continue
             given[group] = (files, stats, entry_st)
             if policy.reads:
-                reads[group] = {r: c for r, c in contents.items()
-                                if c is not None and any(fnmatch.fnmatch(r, g) for g in policy.reads)}
+                reads[group] = {r: c for r, c in contents.items() if c is not None and matches(r, policy.reads)}
+            if policy.merges:
+                bases[group] = {r: c for r, c in contents.items() if c is not None and policy.merged(r)}
     except OSError as e:
         report.warn(f"cache unavailable, running cold: {e}")
     try:
@@ -170,6 +172,8 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
         "groups": {group: entry_st.st_ino for group, (_, _, entry_st) in given.items()},  # the records they came from
         # groups whose record was last marked used over TOUCH_AFTER ago
         "unmarked": [group for group, (_, _, entry_st) in given.items() if entry_st.st_mtime < stale],
+        # what the merged files were when given: the base of commit's three-way merge
+        "merge_bases": {rel: base64.b64encode(c).decode() for g, fs in bases.items() if g in given for rel, c in fs.items()},
     }).encode(), "write-manifest")
 
 
