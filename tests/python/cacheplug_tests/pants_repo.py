@@ -43,11 +43,15 @@ class PantsResult:
 class PantsRepo:
     """A temp repo with a pants.toml that enables `backends`, plus private Pants caches."""
 
-    def __init__(self, root: Path, backends: list[str], extra_toml: str = "", plugins: list[str] | None = None) -> None:
+    def __init__(
+        self, root: Path, backends: list[str], extra_toml: str = "", plugins: list[str] | None = None,
+        caches: Path | None = None,
+    ) -> None:
         """`plugins`: requirements for `[GLOBAL].plugins` (then the plugin is not loaded from this
-        sandbox's sources; `extra_toml` says where the wheels are)."""
+        sandbox's sources; `extra_toml` says where the wheels are). `caches`: Pants' caches (named
+        caches, local store), to share them with another repo (default: this repo's own)."""
         self.root = root
-        self.caches = root.parent / f"{root.name}-caches"
+        self.caches = caches or root.parent / f"{root.name}-caches"
         self.named_caches = self.caches / "named_caches"
         root.mkdir(parents=True, exist_ok=True)
         backend_list = ", ".join(f'"{b}"' for b in backends)

@@ -1,0 +1,135 @@
+"""cacheplug.python's cache policy through the real shim and store, with real pytest processes:
+concurrent runs' failures merged three-way, what is never committed, directory units. The same
+through real `pants test`: python_integration_test.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cacheplug.python import cache_policy
+from cacheplug.python.rules import PyTestCacheTool, shared_cache_spec
+from cacheplug.store import layout
+from cacheplug.subsystem import SharedCache
+from cacheplug_tests.storekit import check_scope, finish, make_sandbox, scope_path, start
+
+CACHE = ".cacheplug/cache"
+LASTFAILED = "pytest/v/cache/lastfailed"
+
+
+class _Options:
+    shared_cache = SharedCache.read_write
+
+
+class _PyTest:
+    options = _Options()
+
+
+PYTEST_SPEC = shared_cache_spec(_PyTest())  # type: ignore[arg-type]
+
+
+def shared(named_cache: Path) -> dict[str, bytes]:
+    """{relpath: content} of every file the shared cache holds, checked whole."""
+    groups, problems = check_scope(
+        scope_path(named_cache, PYTEST_SPEC), group_problem=lambda files: None, grouping=cache_policy.group_of
+    )
+    assert problems == []
+    return {rel: data for files in groups.values() for rel, data in files.items()}
+
+
+def source_of(i: int, failing: bool) -> str:
+    return f"def test_ok_{i}():\n    pass\n\ndef test_bad_{i}():\n    assert {not failing}\n"
+
+
+def run_pytest_files(named_cache: Path, files: dict[int, bool], *args: str) -> dict[int, str]:
+    """One real pytest process per test file (i: failing?), all at once through the shim, as Pants
+    runs them; their output by file."""
+    env = {"PYTHONPATH": os.pathsep.join(sys.path)}  # this test's pytest, for the child
+    running = {}
+    for i, failing in files.items():
+        argv = [sys.executable, "-m", "pytest", "-o", f"cache_dir={CACHE}/pytest", *args, f"t{i}_test.py"]
+        sandbox = make_sandbox(named_cache, argv, {f"t{i}_test.py": source_of(i, failing)}, spec=PYTEST_SPEC)
+        running[i] = (sandbox, start(sandbox, env))
+    outputs = {}
+    for i, (sandbox, proc) in running.items():
+        run = finish(sandbox, proc)
+        assert run.exit_code == (1 if files[i] else 0), run.stdout
+        assert run.report.get("warnings") == [], run.report
+        outputs[i] = run.stdout
+    return outputs
+
+
+def lastfailed(named_cache: Path) -> set[str]:
+    return set(json.loads(shared(named_cache)[LASTFAILED]))
+
+
+def test_concurrent_runs_each_keep_their_failures_and_drop_their_fixed_tests(named_cache: Path) -> None:
+    # 16 files failing at once: pytest rewrites one lastfailed file per run; whole-file
+    # last-writer-wins kept 1-3 of 16 (research note). The three-way merge keeps all 16.
+    run_pytest_files(named_cache, {i: True for i in range(16)})
+    assert lastfailed(named_cache) == {f"t{i}_test.py::test_bad_{i}" for i in range(16)}
+    # Fix 8 of them, all 16 running at once again: exactly those 8 leave (a union would keep them).
+    run_pytest_files(named_cache, {i: i % 2 == 1 for i in range(16)})
+    assert lastfailed(named_cache) == {f"t{i}_test.py::test_bad_{i}" for i in range(1, 16, 2)}
+    assert {f"t{i}_test.py::test_ok_{i}" for i in range(16)} <= set(json.loads(shared(named_cache)["pytest/v/cache/nodeids"]))
+    # --lf: a file with a recorded failure runs only that test.
+    outputs = run_pytest_files(named_cache, {1: True, 2: False}, "--lf")
+    assert "1 failed, 1 deselected" in outputs[1]
+    assert "2 passed" in outputs[2]  # none recorded for it: all of it runs
+
+
+def test_merge_is_three_way() -> None:
+    def merge(given: dict | None, mine: dict, current: dict | None) -> dict:
+        dump = lambda d: None if d is None else json.dumps(d).encode()  # noqa: E731
+        return json.loads(cache_policy.merge(LASTFAILED, dump(given), dump(mine), dump(current)))
+
+    # Another run committed b meanwhile; this run fixed a and broke c.
+    assert merge({"a": True}, {"c": True}, {"a": True, "b": True}) == {"b": True, "c": True}
+    # Given nothing (a cold run): its failures are added, nothing else is touched.
+    assert merge(None, {"c": True}, {"a": True}) == {"a": True, "c": True}
+    assert merge({"a": True}, {"a": True}, None) == {}  # unchanged by this run, gone from the cache: stays gone
+    with pytest.raises(ValueError, match="lastfailed is not pytest's"):
+        merge(None, [1], None)  # type: ignore[arg-type]
+
+
+def test_a_file_that_fails_to_merge_is_not_committed_and_the_cache_keeps_its_copy(named_cache: Path) -> None:
+    write = lambda text: ["sh", "-c", f"mkdir -p {CACHE}/pytest/v/cache && printf '%s' '{text}' > {CACHE}/{LASTFAILED}"]  # noqa: E731
+    for text in ('{"a": true}', "[1]"):
+        sandbox = make_sandbox(named_cache, write(text), spec=PYTEST_SPEC)
+        run = finish(sandbox, start(sandbox))
+    assert run.exit_code == 0
+    assert any("merging it failed" in w and "not pytest's" in w for w in run.report["warnings"]), run.report
+    assert json.loads(shared(named_cache)[LASTFAILED]) == {"a": True}
+
+
+def test_locks_partial_downloads_and_session_state_are_never_committed(named_cache: Path) -> None:
+    written = [
+        "pytest/v/cache/stepwise", "hf-hub/.locks/models--x/abc.lock", "hf-hub/models--x/blobs/abc.incomplete",
+        "torch-hub/hub/checkpoints/w.pt.partial", "matplotlib/fontlist.json.lock",
+        # kept:
+        "hf-hub/models--x/blobs/def", "hypothesis/examples/k/v", "matplotlib/fontlist-v330.json",
+    ]
+    script = " && ".join(f"mkdir -p $(dirname {CACHE}/{rel}) && echo x > {CACHE}/{rel}" for rel in written)
+    sandbox = make_sandbox(named_cache, ["sh", "-c", script], spec=PYTEST_SPEC)
+    assert finish(sandbox, start(sandbox)).exit_code == 0
+    assert sorted(shared(named_cache)) == sorted(written[5:])
+
+
+def test_a_directory_unit_is_one_group(named_cache: Path) -> None:
+    rels = ["triton/k1/kernel.json", "triton/k1/kernel.cubin", "hf-datasets/csv/default-abc/0.0.0/h1/csv-train.arrow",
+            "hf-datasets/csv/default-abc/0.0.0/h1/dataset_info.json", "hypothesis/examples/k/v"]
+    assert {r: cache_policy.group_of(r) for r in rels} == {
+        rels[0]: "triton/k1", rels[1]: "triton/k1", rels[2]: "hf-datasets/csv/default-abc/0.0.0/h1",
+        rels[3]: "hf-datasets/csv/default-abc/0.0.0/h1", rels[4]: rels[4],
+    }
+    script = " && ".join(f"mkdir -p $(dirname {CACHE}/{rel}) && echo x > {CACHE}/{rel}" for rel in rels)
+    sandbox = make_sandbox(named_cache, ["sh", "-c", script], spec=PYTEST_SPEC)
+    assert finish(sandbox, start(sandbox)).exit_code == 0
+    scope = str(scope_path(named_cache, PYTEST_SPEC))
+    groups = {layout.load_entry(p, cache_policy.group_of)[0] for p in layout.iter_entries(scope)}
+    assert groups == {"triton/k1", "hf-datasets/csv/default-abc/0.0.0/h1", "hypothesis/examples/k/v"}
+    assert PyTestCacheTool.policy == "cacheplug.python.cache_policy"

@@ -1,0 +1,166 @@
+"""`pants test` with the cacheplug.python backend, through real Pants in temp repos: the same
+results as Pants' own Python backend; pytest's failures shared between test files and checkouts
+(`--lf`); Hypothesis' failing examples replayed; read-only; xdist; bad options."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from cacheplug.python import cache_policy
+from cacheplug_tests.pants_repo import PantsRepo, PantsResult
+from cacheplug_tests.python_cache_test import PYTEST_SPEC
+from cacheplug_tests.storekit import check_scope, scope_path, tree_state
+
+PYTHON = '[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
+HYPOTHESIS = "hypothesis==6.170.17"
+LASTFAILED = "pytest/v/cache/lastfailed"
+
+# A property Hypothesis falsifies at once, and shrinks to 500000. Every call prints its input:
+# the first call of a run that replays the saved example is that example.
+PROPERTY = """\
+from hypothesis import given, strategies as st
+
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_property(x):
+    print(f"CALL {x}")
+    assert x < 500000
+"""
+
+
+def two_tests(name: str, failing: bool) -> str:
+    return f"def test_ok():\n    pass\n\ndef test_bad_{name}():\n    assert {not failing}\n"
+
+
+def shared(repo: PantsRepo) -> dict[str, bytes]:
+    """{relpath: content} of the shared test caches, checked whole."""
+    scope = scope_path(repo.named_caches / "cacheplug", PYTEST_SPEC)
+    groups, problems = check_scope(scope, group_problem=lambda files: None, grouping=cache_policy.group_of)
+    assert problems == []
+    return {rel: data for files in groups.values() for rel, data in files.items()}
+
+
+def results(output: str) -> dict[str, str]:
+    """What Pants says of each file's run (`Completed: Run Pytest - //a_test.py:t - failed (exit
+    code 1).`), as {address: "succeeded" or "failed (exit code 1)"}."""
+    return dict(re.findall(r"Completed: Run Pytest - (\S+) - (.*?)\.?$", output, re.M))
+
+
+def calls(output: str, address: str) -> list[int]:
+    """The inputs the property was called with, in the output of `address`'s run."""
+    block = output.split(f"Run Pytest - {address} -", 1)[1].split("Completed:", 1)[0]
+    return [int(x) for x in re.findall(r"^CALL (\d+)$", block, re.M)]
+
+
+def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
+    repo = PantsRepo(tmp_path / "repo", ["cacheplug.python"], PYTHON)
+    files = {
+        "BUILD": f'python_tests(name="t")\npython_requirement(name="hypothesis", requirements=["{HYPOTHESIS}"])\n',
+        "property_test.py": PROPERTY,
+        **{f"t{i}_test.py": two_tests(str(i), failing=True) for i in range(16)},
+    }
+    repo.write(files)
+    try:
+        # 16 files failing, run concurrently: each one's failure is in the shared record.
+        run1 = repo.run("test", "::", pantsd=True)
+        assert run1.exit_code == 1, run1.stderr
+        failed = {f"t{i}_test.py::test_bad_{i}" for i in range(16)} | {"property_test.py::test_property"}
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed
+        first = calls(run1.stderr, "//property_test.py:t")
+        assert first[-1] == 500000 and len(first) > 1, first  # searched, then shrunk
+
+        # Fix 8: exactly those leave the record. Hypothesis replays its example first.
+        repo.write({f"t{i}_test.py": two_tests(str(i), failing=False) for i in range(0, 16, 2)})
+        run2 = repo.run("test", "::", pantsd=True)
+        assert run2.exit_code == 1, run2.stderr
+        failed -= {f"t{i}_test.py::test_bad_{i}" for i in range(0, 16, 2)}
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed
+        assert calls(run2.stderr, "//property_test.py:t")[0] == 500000
+
+        # --lf: each still-failing file runs only its failing test.
+        run3 = repo.run("test", "::", "--", "--lf", pantsd=True)
+        assert run3.exit_code == 1, run3.stderr
+        assert run3.stderr.count("1 failed, 1 deselected") == 8, run3.stderr
+        assert run3.stderr.count("run-last-failure: rerun previous") >= 8
+    finally:
+        repo.stop_pantsd()
+
+    # A second checkout of the same repo, sharing Pants' caches: passing files are "cached
+    # locally" (no checkout path in the process key), and Hypothesis replays run 1's example.
+    other = PantsRepo(tmp_path / "checkout2", ["cacheplug.python"], PYTHON, caches=repo.caches)
+    for rel in [*files, *(f"t{i}_test.py" for i in range(16))]:
+        shutil.copy(repo.root / rel, other.root / rel)
+    try:
+        run4 = other.run("test", "::", pantsd=True)
+        assert run4.exit_code == 1, run4.stderr
+        cached = re.findall(r"^✓ (\S+) succeeded in [0-9.]+s \(cached locally\)", run4.stderr, re.M)
+        assert sorted(cached) == sorted(f"//t{i}_test.py:t" for i in range(0, 16, 2)), run4.stderr
+        assert calls(run4.stderr, "//property_test.py:t")[0] == 500000
+
+        info = other.run("cache-info", "--tool=pytest", pantsd=True)
+        assert re.search(r"^pytest +[0-9a-f]{12} +test-caches ", info.stdout, re.M), info.stdout
+
+        # Read-only: runs with the cache, writes nothing.
+        before = tree_state(repo.named_caches / "cacheplug")
+        other.write({"t0_test.py": two_tests("0", failing=True)})
+        run5 = other.run("--pytest-shared-cache=read-only", "test", "::", pantsd=True)
+        assert results(run5.stderr)["//t0_test.py:t"] == "failed (exit code 1)"
+        assert tree_state(repo.named_caches / "cacheplug") == before
+
+        # A bad option value is named, with what is allowed.
+        bad = other.run("--pytest-library-caches=['hf-hub', 'bogus']", "test", "::", pantsd=True)
+        assert bad.exit_code != 0
+        assert "`[pytest].library_caches`: 'bogus'" in bad.stderr and "'hf-hub', 'hf-datasets'" in bad.stderr, bad.stderr
+    finally:
+        other.stop_pantsd()
+
+
+def run_xdist(repo: PantsRepo) -> PantsResult:
+    """pytest-xdist through the shim (Pants requires its `{pants_concurrency}` in the argv)."""
+    repo.write({"fail_test.py": two_tests("f", failing=False), "pass_test.py": two_tests("p", failing=True)})
+    return repo.run("--pytest-xdist-enabled", "test", "::", pantsd=True)
+
+
+def test_same_results_as_pants_own_backend(tmp_path: Path) -> None:
+    files = {
+        "BUILD": 'python_tests(name="t", overrides={"slow_test.py": {"timeout": 5}})\n',
+        "pass_test.py": two_tests("p", failing=False),
+        "fail_test.py": two_tests("f", failing=True),
+        "empty_test.py": "# no tests here: pytest exits 5\n",
+        # Writes into the Hypothesis directory (if cacheplug gave one), then outlives its timeout:
+        # a killed run commits nothing.
+        "slow_test.py": (
+            "import os, pathlib, time\n\ndef test_slow():\n"
+            "    where = os.environ.get('HYPOTHESIS_STORAGE_DIRECTORY')\n"
+            "    if where:\n        pathlib.Path(where).mkdir(parents=True, exist_ok=True)\n"
+            "        pathlib.Path(where, 'marker').write_text('x')\n"
+            "    time.sleep(120)\n"
+        ),
+    }
+    caches = tmp_path / "caches"
+    plain_repo = PantsRepo(tmp_path / "plain", ["pants.backend.python"], PYTHON, caches=caches)
+    plain_repo.write(files)
+    plain = plain_repo.run("test", "::")
+    repo = PantsRepo(tmp_path / "ours", ["cacheplug.python"], PYTHON, caches=caches)
+    repo.write(files)
+    try:
+        ours = repo.run("test", "::", pantsd=True)
+        first = shared(repo)
+        xdist = run_xdist(repo)
+    finally:
+        repo.stop_pantsd()
+    assert ours.exit_code == plain.exit_code != 0
+    assert results(ours.stderr) == results(plain.stderr), (plain.stderr, ours.stderr)
+    assert results(ours.stderr) == {
+        "//pass_test.py:t": "succeeded", "//fail_test.py:t": "failed (exit code 1)",
+        "//empty_test.py:t": "failed (exit code 5)", "//slow_test.py:t": "failed (exit code -15)",
+    }, ours.stderr
+    assert set(json.loads(first[LASTFAILED])) == {"fail_test.py::test_bad_f"}
+
+    assert results(xdist.stderr)["//pass_test.py:t"] == "failed (exit code 1)", xdist.stderr
+    assert re.search(r"gw\d", xdist.stderr), xdist.stderr  # xdist's workers ran
+    assert set(json.loads(shared(repo)[LASTFAILED])) == {"pass_test.py::test_bad_p"}
+    assert not any(rel.endswith("marker") for rel in [*first, *shared(repo)])  # timed out twice
