@@ -22,13 +22,13 @@ from cacheplug_tests.pants_repo import PantsRepo
 
 
 def option_errors(tmp: Path) -> reliability.Outcome:
-    """R6: every bad option value fails `pants check` with an error naming option and allowed values."""
+    """R6: every bad option value fails `pants check test` with an error naming option and allowed values."""
     out = reliability.Outcome(f"R6 bad option values ({len(reliability.BAD_OPTION_VALUES)} values)")
-    repo = PantsRepo(tmp / "repo", backends=["pants.backend.python", "cacheplug.mypy"],
+    repo = PantsRepo(tmp / "repo", backends=["cacheplug.python", "cacheplug.mypy"],
                      extra_toml='[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n')
-    repo.write({"BUILD": "python_sources()\n", "a.py": "X: int = 1\n"})
+    repo.write({"BUILD": "python_sources()\npython_tests(name='t')\n", "a.py": "X: int = 1\n", "a_test.py": "def test_a():\n    pass\n"})
     for flag, expected in reliability.BAD_OPTION_VALUES:
-        result = repo.run(flag, "check", "::")
+        result = repo.run(flag, "check", "test", "::")
         out.tried += 1
         out.expect(result.exit_code != 0, f"{flag}: exit 0")
         for text in expected:
@@ -40,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tenth of the full size, to try it out")
     parser.add_argument("--skip-pants", action="store_true", help="skip r6 (runs a real Pants, ~1 min)")
-    parser.add_argument("--only", help="comma-separated scenarios: r1,r1-nolock,r2,r3,r4,r5,s1,r5-tmpfs,r6")
+    parser.add_argument("--only", help="comma-separated scenarios: r1,r1-nolock,r2,r3,r4,r5,s1,r5-tmpfs,r7,r6")
     args = parser.parse_args()
     k = 10 if args.quick else 1
     with tempfile.TemporaryDirectory(prefix="cacheplug-reliability-") as tmp_str:
@@ -54,6 +54,7 @@ def main() -> int:
             "r5": lambda: reliability.disk_full_injected(tmp / "r5" / "cacheplug", cases=100 // k),
             "s1": lambda: reliability.security(tmp / "s1"),
             "r5-tmpfs": lambda: reliability.disk_full_tmpfs(tmp / "r5-tmpfs", runs=30 // k),
+            "r7": lambda: reliability.merged_file(tmp / "r7" / "cacheplug", writers=16, runs=60 // k),
             "r6": lambda: option_errors(tmp / "r6"),
         }
         chosen = args.only.split(",") if args.only else list(scenarios)

@@ -12,24 +12,12 @@ from pathlib import Path
 import pytest
 
 from cacheplug.python import cache_policy
-from cacheplug.python.rules import PyTestCacheTool, shared_cache_spec
+from cacheplug.python.rules import PyTestCacheTool
 from cacheplug.store import layout
-from cacheplug.subsystem import SharedCache
-from cacheplug_tests.storekit import check_scope, finish, make_sandbox, scope_path, start
+from cacheplug_tests.storekit import PYTEST_SPEC, check_scope, finish, make_sandbox, scope_path, start
 
 CACHE = ".cacheplug/cache"
 LASTFAILED = "pytest/v/cache/lastfailed"
-
-
-class _Options:
-    shared_cache = SharedCache.read_write
-
-
-class _PyTest:
-    options = _Options()
-
-
-PYTEST_SPEC = shared_cache_spec(_PyTest())  # type: ignore[arg-type]
 
 
 def shared(named_cache: Path) -> dict[str, bytes]:
@@ -85,7 +73,7 @@ def test_concurrent_runs_each_keep_their_failures_and_drop_their_fixed_tests(nam
 def test_merge_is_three_way() -> None:
     def merge(given: dict | None, mine: dict, current: dict | None) -> dict:
         dump = lambda d: None if d is None else json.dumps(d).encode()  # noqa: E731
-        return json.loads(cache_policy.merge(LASTFAILED, dump(given), dump(mine), dump(current)))
+        return json.loads(cache_policy.merge(LASTFAILED, dump(given), json.dumps(mine).encode(), dump(current)))
 
     # Another run committed b meanwhile; this run fixed a and broke c.
     assert merge({"a": True}, {"c": True}, {"a": True, "b": True}) == {"b": True, "c": True}
@@ -133,3 +121,22 @@ def test_a_directory_unit_is_one_group(named_cache: Path) -> None:
     groups = {layout.load_entry(p, cache_policy.group_of)[0] for p in layout.iter_entries(scope)}
     assert groups == {"triton/k1", "hf-datasets/csv/default-abc/0.0.0/h1", "hypothesis/examples/k/v"}
     assert PyTestCacheTool.policy == "cacheplug.python.cache_policy"
+
+
+def test_symlinks_a_test_leaves_in_its_caches_are_never_committed(named_cache: Path, tmp_path: Path) -> None:
+    # The Hugging Face hub's snapshots are symlinks; a hostile or buggy test can plant links
+    # pointing outside the cache. None is committed (nor followed): the next run gets none.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    snapshot = f"{CACHE}/hf-hub/models--x/snapshots/abc"
+    script = (
+        f"mkdir -p {snapshot} {CACHE}/hf-hub/models--x/blobs && echo blob > {CACHE}/hf-hub/models--x/blobs/b1"
+        f" && ln -s {outside}/secret {snapshot}/absolute && ln -s ../../../../../../../outside/secret {snapshot}/escaping"
+        f" && ln -s ../../blobs/b1 {snapshot}/inside && ln -s {outside} {CACHE}/hf-hub/linked-dir"
+    )
+    sandbox = make_sandbox(named_cache, ["sh", "-c", script], spec=PYTEST_SPEC)
+    run = finish(sandbox, start(sandbox))
+    assert run.exit_code == 0 and run.report["warnings"] == [], run
+    assert sorted(shared(named_cache)) == ["hf-hub/models--x/blobs/b1"]
+    assert (outside / "secret").read_text() == "secret" and sorted(p.name for p in outside.iterdir()) == ["secret"]

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from cacheplug.python import cache_policy
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
-from cacheplug_tests.python_cache_test import PYTEST_SPEC
-from cacheplug_tests.storekit import check_scope, scope_path, tree_state
+from cacheplug_tests.storekit import PYTEST_SPEC, check_scope, scope_path, tree_state
 
 PYTHON = '[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
 HYPOTHESIS = "hypothesis==6.170.17"
@@ -114,6 +113,15 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         bad = other.run("--pytest-library-caches=['hf-hub', 'bogus']", "test", "::", pantsd=True)
         assert bad.exit_code != 0
         assert "`[pytest].library_caches`: 'bogus'" in bad.stderr and "'hf-hub', 'hf-datasets'" in bad.stderr, bad.stderr
+
+        # The lifecycle goals know the test caches: export, clear, import gives them back.
+        kept = shared(repo)
+        assert other.run("cache-export", "--tool=pytest", "--output=tests.tar.gz", pantsd=True).exit_code == 0
+        assert other.run("cache-prune", "--tool=pytest", "--clear", pantsd=True).exit_code == 0
+        assert shared(repo) == {}
+        imported = other.run("cache-import", "--input=tests.tar.gz", pantsd=True)
+        assert imported.exit_code == 0, imported.stderr
+        assert shared(repo) == kept
     finally:
         other.stop_pantsd()
 

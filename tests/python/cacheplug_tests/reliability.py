@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cacheplug.python import cache_policy
 from cacheplug.store import layout
 from cacheplug_tests import fake_policy
 from cacheplug_tests import fakeproject
 from cacheplug_tests.storekit import (
     FAKE_SPEC,
+    PYTEST_SPEC,
     Run,
     check_scope,
     disk_bytes,
@@ -548,6 +550,79 @@ def _contents(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+# --- R7: a merged file (pytest's record of failed tests), concurrent writers and kill -9 ----------
+
+LASTFAILED = "pytest/v/cache/lastfailed"
+# Acts as pytest does on its `lastfailed`: keeps the entries of tests it did not run (other
+# writers'), sets its own tests' to this run's failures, rewrites the file in place.
+PYTEST_LIKE = """\
+import json, os, sys, time
+path, mine, failing = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    with open(path) as f:
+        record = json.load(f)
+except FileNotFoundError:
+    record = {}
+record = {k: v for k, v in record.items() if not k.startswith(mine)}
+record.update({k: True for k in failing})
+time.sleep(float(sys.argv[4]))
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "w") as f:
+    json.dump(record, f, indent=2)
+sys.exit(1 if failing else 0)
+"""
+MERGE_KILL_POINTS = ["write-object", "commit-locked", "write-record", "commit-record", "write-generation", "write-index"]
+
+
+def merged_file(named_cache: Path, writers: int, runs: int, seed: int = 0) -> Outcome:
+    """`writers` concurrent writers of pytest's record, each `runs` runs in a row, a third of them
+    killed (store.py at a point of its commit, or the whole shim from outside); every writer's
+    last run is not killed. Each run records its own tests' failures; at the end the record must
+    hold exactly each writer's last run's failures, and the cache pass the integrity check."""
+    out = Outcome(f"R7 merged file ({writers} writers x {runs} runs, kill -9 on a third)")
+    scope = scope_path(named_cache, PYTEST_SPEC)
+    last: dict[int, set[str]] = {}
+    kills: collections.Counter[str] = collections.Counter()
+
+    def writer(w: int) -> None:
+        rng = random.Random(seed * 1000 + w)
+        for r in range(runs):
+            failing = sorted(f"w{w}::t{k}" for k in range(6) if rng.random() < 0.5)
+            argv = [sys.executable, "-c", PYTEST_LIKE, f"{PYTEST_SPEC.sandbox_dir}/{LASTFAILED}", f"w{w}::",
+                    json.dumps(failing), str(rng.uniform(0, 0.05))]
+            kill = r < runs - 1 and rng.random() < 1 / 3
+            env: dict[str, str] = {}
+            if kill and rng.random() < 0.5:
+                point = rng.choice(MERGE_KILL_POINTS)
+                env = {"CACHEPLUG_FAULT": f"kill:{point}:1"}
+                kills[f"store.py at {point}"] += 1
+            sandbox = make_sandbox(named_cache, argv, spec=PYTEST_SPEC)
+            proc = start(sandbox, env)
+            if kill and not env:
+                time.sleep(rng.uniform(0, 0.3))
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    kills["the shim, from outside"] += 1
+            run = finish(sandbox, proc)
+            out.tried += 1
+            if not kill:
+                out.expect(run.exit_code == (1 if failing else 0), f"writer {w} run {r}: exit {run.exit_code}: {run.stdout[-500:]}")
+                out.expect(run.report.get("warnings") == [], f"writer {w} run {r} warned: {run.report.get('warnings')}")
+        last[w] = set(failing)
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(writer, range(writers)))
+    groups, problems = check_scope(scope, group_problem=lambda files: None, grouping=cache_policy.group_of)
+    out.failures += [f"torn or invalid: {p}" for p in problems]
+    record = json.loads(groups.get(LASTFAILED, {}).get(LASTFAILED, b"{}"))
+    for w in range(writers):
+        got = {k for k in record if k.startswith(f"w{w}::")}
+        out.expect(got == last[w], f"writer {w}: the record holds {sorted(got)}, its last run failed {sorted(last[w])}")
+    out.expect(set(record) <= {k for fs in last.values() for k in fs}, "the record holds tests no writer failed last")
+    out.figures.update(kills=dict(sorted(kills.items())), entries=len(record), temp_files_left=_temp_files(scope))
+    return out
+
+
 # --- R6: bad option values -------------------------------------------------------------------------
 
 # (flag, what the error must say): the option's name, the bad value, what is allowed.
@@ -559,4 +634,6 @@ BAD_OPTION_VALUES = [
     ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
     ("--mypy-separate-compilation-unit-size=0", ["[mypy].separate_compilation_unit_size", "0", ">= 1"]),
     ("--mypy-separate-compilation-unit-size=big", ["--separate-compilation-unit-size in scope 'mypy'", "big", "int"]),
+    ("--pytest-shared-cache=always", ["--shared-cache in scope 'pytest'", "always", "read-write, read-only, off"]),
+    ("--pytest-library-caches=['hf-hub', 'pip']", ["[pytest].library_caches", "'pip'", "'hf-hub', 'hf-datasets', 'torch-hub'"]),
 ]

@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, SHIM_PATH, CacheSpec, sandbox_files, sandbox_scope_dir
+from cacheplug.python.rules import shared_cache_spec
 from cacheplug.store import layout
 from cacheplug.store.index import Index
+from cacheplug.subsystem import SharedCache
 from cacheplug_tests import fake_policy
 
 FAKETOOL = str(Path(__file__).with_name("faketool.py"))
 FAKE_SPEC = CacheSpec(tool="fake", scope=("test",), policy="cacheplug_tests.fake_policy", commit_exit_codes=(0, 1))
 FAKE_GROUPING = fake_policy.group_of
+PYTEST_SPEC = shared_cache_spec(SharedCache.read_write)  # cacheplug.python's, as `pants test` runs it
 ARGV_FILE = ".cacheplug/argv.json"
 
 

@@ -22,6 +22,7 @@ caches a repo asks for. Per cache (docs/TOOL_CACHES.md says why):
 
 import json
 import os
+from typing import Any, Optional
 
 PYTEST = "pytest/"
 
@@ -51,7 +52,7 @@ def group_of(relpath: str) -> str:
     return relpath
 
 
-def merge(relpath: str, given, mine: bytes, current) -> bytes:
+def merge(relpath: str, given: Optional[bytes], mine: bytes, current: Optional[bytes]) -> bytes:
     """Three-way merge of pytest's JSON files: this run's change (`mine` against `given`), applied
     to the cache's `current` copy. Raises ValueError on content that is not pytest's (then the
     store does not commit this file: what the cache holds stays)."""
@@ -69,8 +70,8 @@ def merge(relpath: str, given, mine: bytes, current) -> bytes:
     return _dump(sorted(set(theirs) | set(ours)))
 
 
-def _load(relpath: str, content):
-    empty = {} if relpath.endswith("/lastfailed") else []
+def _load(relpath: str, content: Optional[bytes]) -> Any:
+    empty: Any = {} if relpath.endswith("/lastfailed") else []
     if content is None:
         return empty
     value = json.loads(content)
@@ -79,6 +80,6 @@ def _load(relpath: str, content):
     return value
 
 
-def _dump(value) -> bytes:
+def _dump(value: Any) -> bytes:
     # As pytest 7 writes them (`json.dumps(value, indent=2)`); sorted, so equal merges are equal bytes.
     return json.dumps(value, indent=2, sort_keys=True).encode()

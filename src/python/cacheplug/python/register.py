@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from pants.build_graph.build_file_aliases import BuildFileAliases
+from pants.engine.target import Target
+
 from pants.backend.python import register as pants_python
 from pants.backend.python.subsystems.pytest import PyTest
 from pants.engine.rules import Rule
@@ -30,9 +33,9 @@ def rules() -> Iterable[Rule | UnionRule]:
     )
 
 
-def target_types():
+def target_types() -> Iterable[type[Target]]:
     return pants_python.target_types()
 
 
-def build_file_aliases():
+def build_file_aliases() -> BuildFileAliases:
     return pants_python.build_file_aliases()

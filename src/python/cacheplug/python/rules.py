@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 # Pants' rule this backend replaces (register.py keeps the rest of Pants' Python backend), by
 # name: a module global that is a rule would be collected by `collect_rules()` below.
-REPLACED_PANTS_RULE = pytest_runner.run_python_tests.rule.canonical_name  # type: ignore[attr-defined]
+REPLACED_PANTS_RULE = pytest_runner.run_python_tests.rule.canonical_name
 
 # pytest exits 1 when tests failed: what it and Hypothesis saved then (the failures, the failing
 # examples) is what the next run needs most. Not on 2-5 (interrupted, internal error, usage
@@ -59,12 +59,12 @@ class PyTestCacheTool(CacheTool):
     policy = "cacheplug.python.cache_policy"
 
 
-def shared_cache_spec(pytest: PyTest) -> CacheSpec:
+def shared_cache_spec(mode: SharedCache) -> CacheSpec:
     return CacheSpec(
         tool=PyTestCacheTool.name,
         # What the caches hold does not depend on the interpreter, resolve or pytest's version.
         scope=("test-caches",),
-        mode=pytest.options.shared_cache,
+        mode=mode,
         commit_exit_codes=COMMIT_EXIT_CODES,
         policy=PyTestCacheTool.policy,
         buildroot_in_scope=False,
@@ -103,7 +103,7 @@ async def run_python_tests_cached(
 ) -> TestResult:
     library_caches = checked_library_caches(pytest.options.library_caches)
     setup = await Get(TestSetup, TestSetupRequest(batch.elements, batch.partition_metadata, is_debug=False))
-    spec = shared_cache_spec(pytest)
+    spec = shared_cache_spec(pytest.options.shared_cache)
     process = setup.process if spec.mode == SharedCache.off else wrap_for_caches(setup.process, spec, library_caches)
     cached = await Get(CachedProcessResult, CachedProcessRequest(process, spec, label=batch_label(batch)))
     result = cached.result

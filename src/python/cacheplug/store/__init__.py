@@ -26,6 +26,11 @@ Why this shape (the protocol: `seed.py`, `commit.py`):
   a partial file, and two writers of the same content write the same bytes.
 - Merging is per group: a commit only replaces the groups its run wrote, so concurrent runs never
   lose each other's work; for the same group the last commit wins, and either version is whole.
+  A file the policy merges (MERGES: one file every run rewrites whole, e.g. pytest's record of
+  failed tests) is instead read, merged with this run's change and written back under the lock
+  (commit.merge_locked): the one place where the lock is needed for more than ordering. If flock
+  silently does nothing, two runs merging at once can lose one run's change to that file (the
+  file is still whole; the next run of the same tests records it again).
 - Readers take no lock. A group whose object vanished (replaced and deleted by a commit racing with
   us) or that fails validation is a miss for this run: it costs work, never correctness.
 - The lock (flock(2): excludes flock(1) and Python's filelock on the same file; fcntl.lockf does
