@@ -32,7 +32,7 @@ import shutil
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from cacheplug import lifecycle
 from cacheplug.engine import scope_id
@@ -123,13 +123,13 @@ def import_(archive: Path, root: Path, build_root: str, max_size: int, lock_time
         manifest = _unpack(archive, stage)
         plans = [_validate_scope(stage, s, root, build_root, grouping) for s in manifest["scopes"]]
         done = []
-        for target, desc, records, sources in plans:  # nothing was written before this point
+        for target, desc, records, sources, links in plans:  # nothing was written before this point
             layout.open_scope(str(target))
             records = store_objects(str(target), sources)  # the archive's, verified by _unpack
             with scope_lock(str(target), lock_timeout):
                 layout.write_atomically(str(target / "scope.json"), json.dumps(desc, sort_keys=True).encode())
                 generation = layout.read_generation(str(target))
-                update_locked(str(target), generation, records, [], {}, sources, max_size, Report())
+                update_locked(str(target), generation, records, [], {}, sources, max_size, Report(), links=links)
             done.append((target, len(records)))
         return done
     finally:
@@ -180,6 +180,7 @@ def _validate_scope(stage: Path, meta: object, root: Path, build_root: str, grou
         raise BadSnapshot(f"scope {n}: {len(names)} records and {len(objects)} objects, {MANIFEST} says {expected}: truncated?")
     records: Dict[str, Dict[str, Tuple[str, int]]] = {}
     sources: Dict[str, Dict[str, str]] = {}
+    links: Set[str] = set()  # files that are symlinks (setup checks each again before making it)
     for name in names:
         try:
             record = json.loads((entries_dir / name).read_bytes())
@@ -187,7 +188,7 @@ def _validate_scope(stage: Path, meta: object, root: Path, build_root: str, grou
             path = layout.entry_path(str(target), record["group"])
             if os.path.basename(path) != name:
                 raise ValueError("record stored under the wrong name")
-            group, files = layout.load_entry(path, grouping(tool), json.dumps(record).encode())
+            group, files = layout.load_entry(path, grouping(tool), json.dumps(record).encode(), links=links)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise BadSnapshot(f"scope {n}: bad record {name[:12]}: {e}") from None
         for rel, (obj, size) in files.items():
@@ -196,4 +197,4 @@ def _validate_scope(stage: Path, meta: object, root: Path, build_root: str, grou
         records[group] = files
         sources[group] = {rel: str(objects_dir / obj) for rel, (obj, _) in files.items()}
     desc = {"tool": tool, "parts": parts, "buildroot": build_root if per_checkout else ""}
-    return target, desc, records, sources
+    return target, desc, records, sources, links

@@ -4,6 +4,7 @@ through real `pants test`: python_integration_test.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cacheplug import snapshot as snapshot_module
 from cacheplug.python import cache_policy
 from cacheplug.python.rules import PyTestCacheTool
 from cacheplug.store import layout
@@ -123,20 +125,63 @@ def test_a_directory_unit_is_one_group(named_cache: Path) -> None:
     assert PyTestCacheTool.policy == "cacheplug.python.cache_policy"
 
 
-def test_symlinks_a_test_leaves_in_its_caches_are_never_committed(named_cache: Path, tmp_path: Path) -> None:
-    # The Hugging Face hub's snapshots are symlinks; a hostile or buggy test can plant links
-    # pointing outside the cache. None is committed (nor followed): the next run gets none.
+def test_hub_snapshot_links_are_kept_and_no_other_symlink_is(named_cache: Path, tmp_path: Path) -> None:
+    # The Hugging Face hub's snapshots are relative symlinks to its blobs, which an offline load
+    # needs: kept. A hostile or buggy test can plant links pointing outside the cache: none of
+    # those is committed (nor followed).
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("secret")
     snapshot = f"{CACHE}/hf-hub/models--x/snapshots/abc"
     script = (
-        f"mkdir -p {snapshot} {CACHE}/hf-hub/models--x/blobs && echo blob > {CACHE}/hf-hub/models--x/blobs/b1"
+        f"mkdir -p {snapshot}/sub {CACHE}/hf-hub/models--x/blobs && echo blob > {CACHE}/hf-hub/models--x/blobs/b1"
         f" && ln -s {outside}/secret {snapshot}/absolute && ln -s ../../../../../../../outside/secret {snapshot}/escaping"
-        f" && ln -s ../../blobs/b1 {snapshot}/inside && ln -s {outside} {CACHE}/hf-hub/linked-dir"
+        f" && ln -s ../../blobs/b1 {snapshot}/inside && ln -s ../../../blobs/b1 {snapshot}/sub/deeper"
+        f" && ln -s {outside} {CACHE}/hf-hub/linked-dir && ln -s ../models--x/blobs/b1 {CACHE}/hf-hub/models--x/not-a-snapshot"
     )
     sandbox = make_sandbox(named_cache, ["sh", "-c", script], spec=PYTEST_SPEC)
     run = finish(sandbox, start(sandbox))
     assert run.exit_code == 0 and run.report["warnings"] == [], run
-    assert sorted(shared(named_cache)) == ["hf-hub/models--x/blobs/b1"]
+    assert shared(named_cache) == {
+        "hf-hub/models--x/blobs/b1": b"blob\n",
+        "hf-hub/models--x/snapshots/abc/inside": b"../../blobs/b1",  # a link: its object holds the target
+        "hf-hub/models--x/snapshots/abc/sub/deeper": b"../../../blobs/b1",
+    }
     assert (outside / "secret").read_text() == "secret" and sorted(p.name for p in outside.iterdir()) == ["secret"]
+
+    # The next run gets the links back, as links, reading the blob through them; also from a
+    # snapshot (cache-export, cache-import) in another named cache.
+    archive = tmp_path / "tests.tar.gz"
+    snapshot_module.export([scope_path(named_cache, PYTEST_SPEC)], archive, lock_timeout=5, grouping=lambda tool: cache_policy.group_of)
+    other = tmp_path / "machine2" / "cacheplug"
+    snapshot_module.import_(archive, other, "/elsewhere", max_size=0, lock_timeout=5, grouping=lambda tool: cache_policy.group_of)
+    read = f"readlink {snapshot}/inside && cat {snapshot}/inside {snapshot}/sub/deeper && ls {CACHE}/hf-hub"
+    for cache in (named_cache, other):
+        sandbox = make_sandbox(cache, ["sh", "-c", read], spec=PYTEST_SPEC)
+        run = finish(sandbox, start(sandbox))
+        assert (run.exit_code, run.stdout, run.report["given"]) == (0, "../../blobs/b1\nblob\nblob\nmodels--x\n", 3), run
+
+
+def test_a_planted_link_record_never_makes_a_link_out_of_the_sandbox(named_cache: Path) -> None:
+    # A record saying a file is a symlink out of its cache (or one where the tool keeps no links)
+    # is a miss for its group, never a link out of the sandbox's copy.
+    sandbox = make_sandbox(named_cache, ["sh", "-c", f"mkdir -p {CACHE}/x && echo a > {CACHE}/x/a"], spec=PYTEST_SPEC)
+    finish(sandbox, start(sandbox))
+    scope = str(scope_path(named_cache, PYTEST_SPEC))
+    planted = {
+        "hf-hub/m/snapshots/r/up": "../../../../../../etc/passwd",
+        "hf-hub/m/snapshots/r/absolute": "/etc/passwd",
+        "hf-hub/m/snapshots/r/other-cache": "../../../../pytest/v/cache/lastfailed",
+        "pytest/v/cache/not-kept-here": "lastfailed",
+    }
+    for rel, target in planted.items():
+        data = target.encode()
+        obj = hashlib.sha256(data).hexdigest()
+        for path, content in ((layout.object_path(scope, obj), data),
+                              (layout.entry_path(scope, rel), layout.record_bytes(scope, rel, {rel: (obj, len(data))}, {}, {rel}))):
+            Path(path).parent.mkdir(mode=0o700, exist_ok=True)
+            Path(path).write_bytes(content)
+    sandbox = make_sandbox(named_cache, ["sh", "-c", f"find {CACHE} -type l"], spec=PYTEST_SPEC)
+    run = finish(sandbox, start(sandbox))
+    assert (run.exit_code, run.stdout, run.report["given"], run.report["skipped"]) == (0, "", 1, len(planted)), run
+    assert all("is not one this tool's cache keeps" in w for w in run.report["warnings"]), run.report

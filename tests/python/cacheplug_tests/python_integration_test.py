@@ -1,6 +1,7 @@
 """`pants test` with the cacheplug.python backend, through real Pants in temp repos: the same
 results as Pants' own Python backend; pytest's failures shared between test files and checkouts
-(`--lf`); Hypothesis' failing examples replayed; read-only; xdist; bad options."""
+(`--lf`); Hypothesis' failing examples replayed; read-only; xdist; bad options; a Hugging Face
+hub cache shared and used offline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from cacheplug.python import cache_policy
+from cacheplug_tests.hubserver import COMMIT, HubServer
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
 from cacheplug_tests.storekit import PYTEST_SPEC, check_scope, scope_path, tree_state
 
@@ -172,3 +174,46 @@ def test_same_results_as_pants_own_backend(tmp_path: Path) -> None:
     assert re.search(r"gw\d", xdist.stderr), xdist.stderr  # xdist's workers ran
     assert set(json.loads(shared(repo)[LASTFAILED])) == {"pass_test.py::test_bad_p"}
     assert not any(rel.endswith("marker") for rel in [*first, *shared(repo)])  # timed out twice
+
+
+HUB_FILES = {"config.json": b'{"hidden_size": 8}\n', "weights.bin": bytes(range(256)) * 4000}
+HUB_TEST = f"""\
+from huggingface_hub import hf_hub_download
+
+
+def test_download():
+    for name, size in {sorted((n, len(c)) for n, c in HUB_FILES.items())!r}:
+        with open(hf_hub_download("org/model", name), "rb") as f:
+            assert len(f.read()) == size
+"""
+
+
+def test_hugging_face_hub_cache_is_shared_and_works_offline(tmp_path: Path) -> None:
+    hub = HubServer({"org/model": HUB_FILES})
+    repo = PantsRepo(
+        tmp_path / "repo", ["cacheplug.python"],
+        f'{PYTHON}\n[pytest]\nlibrary_caches = ["hf-hub"]\n\n'
+        f'[test]\nextra_env_vars = ["HF_ENDPOINT={hub.endpoint}", "HF_HUB_DISABLE_TELEMETRY=1"]\n',
+    )
+    repo.write({
+        "BUILD": 'python_tests(name="t")\npython_requirement(name="hub", requirements=["huggingface_hub==0.26.2"])\n',
+        **{f"hub{i}_test.py": HUB_TEST for i in range(4)},
+    })
+    try:
+        with hub:  # four test files download the same model, two at a time (2 cores)
+            online = repo.run("test", "::", pantsd=True)
+        # The server is gone and the hub told it is offline: every file loads from the cache.
+        offline = repo.run("--test-force", "--test-extra-env-vars=+['HF_HUB_OFFLINE=1']", "test", "::", pantsd=True)
+    finally:
+        repo.stop_pantsd()
+    assert online.exit_code == 0, online.stderr
+    assert offline.exit_code == 0, offline.stderr
+    files = shared(repo)
+    model = "hf-hub/models--org--model"
+    blobs = {rel: data for rel, data in files.items() if rel.startswith(f"{model}/blobs/")}
+    assert sorted(blobs.values()) == sorted(HUB_FILES.values())  # one copy of each blob
+    snapshot = f"{model}/snapshots/{COMMIT}"  # relative links to the blobs
+    assert {files[f"{snapshot}/{name}"] for name in HUB_FILES} == {f"../../{rel[len(model) + 1:]}".encode() for rel in blobs}
+    assert files[f"{model}/refs/main"] == COMMIT.encode()
+    assert not [rel for rel in files if ".lock" in rel or rel.endswith(".incomplete")]
+    assert hub.downloads >= 2

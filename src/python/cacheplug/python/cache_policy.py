@@ -17,6 +17,7 @@ caches a repo asks for. Per cache (docs/TOOL_CACHES.md says why):
 - A unit that is a directory (a Triton kernel, a datasets `<builder>/<config>/<version>/<hash>`):
   one group, committed whole or not at all.
 - Files written in place (pytest's, matplotlib's font list): private copies.
+- The Hugging Face hub's `snapshots/` symlinks: kept when relative and inside `hf-hub/`.
 - Never committed: lock files, partial downloads.
 """
 
@@ -30,6 +31,10 @@ PYTEST = "pytest/"
 COPIES = ("pytest/*", "matplotlib/*")
 
 MERGES = ("pytest/v/cache/lastfailed", "pytest/v/cache/nodeids")
+
+# The Hugging Face hub's snapshots: relative symlinks to its blobs (`../../blobs/<etag>`), which
+# an offline load needs. Kept only while they stay inside `hf-hub/` (the store checks).
+LINKS = ("hf-hub/*/snapshots/*",)
 
 IGNORES = (
     "pytest/v/cache/stepwise",  # one session's position in a --stepwise run

@@ -13,6 +13,9 @@ Layout of one cache scope (a directory inside the Pants named cache; `layout.py`
                           [inode, mtime_ns]}}. A group is the files that must travel together
                           (mypy's <module>.meta.json + .data.json), as the tool's policy says
                           (`policy.py`).
+                          A symlink the policy keeps (LINKS: relative, inside its cache's top
+                          directory) is a file whose object holds its target, listed in the
+                          record's "links"; setup makes it a symlink again, after checking it.
     lock                  flock(2) lock file serializing commits (`locking.py`)
     generation            a counter, bumped by every commit
     index.json            what each entry holds and weighs, for the byte budget (`index.py`)

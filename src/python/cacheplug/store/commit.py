@@ -9,13 +9,13 @@ import json
 import os
 import shutil
 import stat
-from typing import Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .index import LOW_WATER, Index, evict
 from .layout import (
-    checked_name, entry_file, entry_path, is_safe_relpath, load_entry, object_path, open_scope, own_dir, read_generation,
-    read_nofollow, record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
+    checked_name, confined_link, entry_file, entry_path, is_safe_relpath, load_entry, object_path, open_scope, own_dir,
+    read_generation, read_nofollow, record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
 )
 from .locking import Busy, scope_lock
 from .policy import Policy
@@ -28,13 +28,15 @@ Files = Dict[str, Tuple[str, int]]  # relpath -> (object, size)
 
 def changed_groups(
     scope: str, dest: str, seeded: Dict[str, list], policy: Policy, report: Report, written: Dict[str, int],
+    links: Optional[Dict[str, str]] = None,
 ) -> Tuple[Dict[str, Dict[str, str]], Set[str], Set[str], Optional[Set[str]]]:
     """Groups with a new, changed or removed file, mapped to all their current files; every group
     now present; the groups given whose files the tool replaced with no change (rewrote); and the
     groups the tool used (read or replaced a file of), or None if no read was seen at all (atime
     not kept). What is no change is the policy's to say (e.g. mypy 1.x rewrites a meta whose
     source has a new mtime: committing those would cost a commit per module for nothing).
-    `written` gets the objects the tool wrote through ({object: inode})."""
+    `written` gets the objects the tool wrote through ({object: inode}); `links` the symlinks
+    the cache keeps ({relpath: target}; the policy's LINKS)."""
     current: Dict[str, Dict[str, str]] = {}
     dirty = set()
     used = set()
@@ -47,8 +49,22 @@ def changed_groups(
             path = os.path.join(root, name)
             rel = path[prefix:]
             st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or not is_safe_relpath(rel) or policy.ignored(rel):
-                continue  # symlinks, odd names and what the policy ignores are never committed
+            if not is_safe_relpath(rel) or policy.ignored(rel):
+                continue  # odd names and what the policy ignores are never committed
+            if stat.S_ISLNK(st.st_mode) and links is not None and policy.linked(rel):
+                target = os.readlink(path)
+                if confined_link(rel, target):  # any other symlink is never committed
+                    group = policy.group_of(rel)
+                    current.setdefault(group, {})[rel] = path
+                    links[rel] = target
+                    before = seeded.get(rel)
+                    if before is None or before[3] != hashlib.sha256(target.encode()).hexdigest():
+                        dirty.add(group)
+                    else:
+                        used.add(group)  # a read through a link is not seen (its atime does not move)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # other symlinks, devices, ... are never committed
             group = policy.group_of(rel)
             current.setdefault(group, {})[rel] = path
             before = seeded.get(rel)
@@ -171,7 +187,13 @@ def commit(spec: Spec, policy: Policy, report: Report) -> None:
     given: Dict[str, int] = {g: int(ino) for g, ino in seen["groups"].items() if is_safe_relpath(g)}
     open_scope(scope)
     written: Dict[str, int] = {}
-    dirty, present, rewritten, used = changed_groups(scope, spec.dest, seeded, policy, report, written)
+    links: Dict[str, str] = {}
+    dirty, present, rewritten, used = changed_groups(scope, spec.dest, seeded, policy, report, written, links)
+    for i, (group, rel) in enumerate((g, r) for g, fs in dirty.items() for r in fs if r in links):
+        # A symlink is stored as an object holding its target, from a file of ours (store_object
+        # would follow the link).
+        dirty[group][rel] = f"{spec.manifest}.link-{i}"
+        write_atomically(dirty[group][rel], links[rel].encode())
     deleted = [g for g in given if g not in present]
     untouched = [g for g in given if g in present and g not in dirty and g not in rewritten]
     report.data.update(reused=len(untouched), rewritten=len(rewritten & set(given)))
@@ -199,7 +221,7 @@ def commit(spec: Spec, policy: Policy, report: Report) -> None:
                 merge_locked(scope, records, dirty, seen.get("merge_bases", {}), policy, report, spec.manifest)
             if spec.describe and not os.path.lexists(os.path.join(scope, "scope.json")):
                 write_atomically(os.path.join(scope, "scope.json"), spec.describe.encode())
-            update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report, written)
+            update_locked(scope, generation, records, deleted, given, dirty, spec.max_size, report, written, set(links))
     except Busy:
         report.data["lock_wait_ms"] = int(timeout * 1000)
         report.warn(f"timed out after {timeout:g}s waiting for the cache lock; this run's cache writes were skipped")
@@ -271,13 +293,13 @@ def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:
 def update_locked(
     scope: str, generation: int, records: Dict[str, Files], deleted: List[str],
     deleted_inodes: Dict[str, int], sources: Dict[str, Dict[str, str]], max_size: int, report: Report,
-    written: Optional[Dict[str, int]] = None,
+    written: Optional[Dict[str, int]] = None, links: AbstractSet[str] = frozenset(),
 ) -> None:
     """Under the lock: write `records` ({group: {relpath: (object, size)}}, objects already
     stored), delete the `deleted` groups whose record is still the inode in `deleted_inodes`,
     update the index, evict down to the budget. `sources[group][relpath]` is a file to re-store
     an object from if it was collected between its write and now. `written`: objects a tool
-    wrote through (see drop_written_through)."""
+    wrote through (see drop_written_through). `links`: files of `records` that are symlinks."""
     index = Index.load(scope, generation) or Index.rebuild(scope)
     # Bump the generation first: if we die before saving the index, the index is stale and says so.
     write_atomically(os.path.join(scope, "generation"), str(generation + 1).encode(), "write-generation")
@@ -290,7 +312,7 @@ def update_locked(
         for obj, _ in files.values():
             st = os.lstat(object_path(scope, obj))
             stamps[obj] = (st.st_ino, st.st_mtime_ns)
-        data = record_bytes(scope, group, files, stamps)
+        data = record_bytes(scope, group, files, stamps, links)
         path = entry_path(scope, group)
         own_dir(os.path.dirname(path))
         write_atomically(path, data, "write-record")

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import stat
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import AbstractSet, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .faults import EUID, fault
 
@@ -27,6 +27,17 @@ def is_safe_relpath(relpath: str) -> bool:
         return False
     parts = relpath.split("/")
     return all(p not in ("", ".", "..") for p in parts)
+
+
+def confined_link(relpath: str, target: str) -> bool:
+    """Whether a symlink at `relpath` pointing to `target` is one the cache may keep: a relative
+    target that stays inside the top directory of its path (one cache of the tool's, e.g. a
+    Hugging Face hub's `snapshots/` link to its `blobs/`), so that recreating it in a sandbox
+    never points anywhere but into that sandbox's copy of the cache."""
+    if not isinstance(target, str) or not target or target.startswith("/") or "\\" in target or "\0" in target:
+        return False
+    resolved = os.path.normpath(os.path.join(os.path.dirname(relpath), target))
+    return is_safe_relpath(resolved) and resolved.split("/")[0] == relpath.split("/")[0] and resolved != relpath
 
 
 def checked_name(name: object) -> str:
@@ -186,10 +197,12 @@ Stamp = Tuple[int, int]  # an object file's (inode, mtime_ns) when a commit name
 
 def load_entry(
     path: str, group_of: Optional[GroupOf], data: Optional[bytes] = None, stamps: Optional[Dict[str, Stamp]] = None,
+    links: Optional[Set[str]] = None,
 ) -> Tuple[str, Dict[str, Tuple[str, int]]]:
     """Parse and validate one entry record (read from `path` unless `data` is given); raise
     ValueError if it is foreign or corrupt. `group_of=None`: do not check how files are grouped.
-    `stamps`: filled with the record's object stamps (see seed.materialize)."""
+    `stamps`: filled with the record's object stamps (see seed.materialize). `links`: filled
+    with the files that are symlinks (their object holds the link's target)."""
     record = json.loads(read_nofollow(path) if data is None else data)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError("unknown record format")
@@ -207,6 +220,11 @@ def load_entry(
             raise ValueError(f"file {rel!r} does not belong to group {group!r}")
         obj, size = value
         result[rel] = (checked_name(obj), int(size))
+    named_links = record.get("links", [])
+    if not isinstance(named_links, list) or not all(isinstance(r, str) and r in result for r in named_links):
+        raise ValueError("bad list of links")
+    if links is not None:
+        links.update(named_links)
     if stamps is not None and isinstance(record.get("stamps"), dict):
         for obj, stamp in record["stamps"].items():
             if isinstance(obj, str) and isinstance(stamp, list) and len(stamp) == 2 and all(type(n) is int for n in stamp):
@@ -214,7 +232,12 @@ def load_entry(
     return group, result
 
 
-def record_bytes(scope: str, group: str, files: Dict[str, Tuple[str, int]], stamps: Dict[str, Stamp]) -> bytes:
-    return json.dumps({"format": FORMAT, "scope": os.path.basename(scope), "group": group,
-                       "files": {rel: list(v) for rel, v in files.items()},
-                       "stamps": {obj: list(stamp) for obj, stamp in stamps.items()}}, sort_keys=True).encode()
+def record_bytes(
+    scope: str, group: str, files: Dict[str, Tuple[str, int]], stamps: Dict[str, Stamp], links: AbstractSet[str] = frozenset(),
+) -> bytes:
+    record = {"format": FORMAT, "scope": os.path.basename(scope), "group": group,
+              "files": {rel: list(v) for rel, v in files.items()},
+              "stamps": {obj: list(stamp) for obj, stamp in stamps.items()}}
+    if links & files.keys():
+        record["links"] = sorted(links & files.keys())  # a record without links reads as before
+    return json.dumps(record, sort_keys=True).encode()

@@ -16,6 +16,10 @@ loaded from there. Standard library only. A policy module may define, all option
         files the tool writes in place (opens for writing) rather than replacing by rename: given
         as private copies. Every other file is given as a hardlink to the store's object, which
         a write in place would corrupt (commit detects that, warns and repairs it);
+    LINKS: tuple of globs
+        symlinks the tool makes that the cache keeps (e.g. a Hugging Face hub's `snapshots/`):
+        only relative ones that stay inside the top directory of their path (layout.
+        confined_link); every other symlink is never committed, nor followed;
     IGNORES: tuple of globs
         files never committed (lock files, partial downloads, a session's own state): left out
         of every group, as if the tool had not written them;
@@ -50,6 +54,7 @@ class Policy:
         self.merges: Tuple[str, ...] = tuple(getattr(module, "MERGES", ()))
         self.copies: Tuple[str, ...] = (*getattr(module, "COPIES", ()), *self.merges)
         self.ignores: Tuple[str, ...] = tuple(getattr(module, "IGNORES", ()))
+        self.links: Tuple[str, ...] = tuple(getattr(module, "LINKS", ()))
 
     def group_of(self, relpath: str) -> str:
         group_of = getattr(self.module, "group_of", None)
@@ -65,6 +70,9 @@ class Policy:
 
     def ignored(self, relpath: str) -> bool:
         return matches(relpath, self.ignores)
+
+    def linked(self, relpath: str) -> bool:
+        return matches(relpath, self.links)
 
     def merged(self, relpath: str) -> bool:
         return matches(relpath, self.merges)

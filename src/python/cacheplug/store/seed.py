@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .layout import (
-    Stamp, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, unlink_quietly, write_atomically,
+    Stamp, confined_link, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, read_nofollow,
+    unlink_quietly, write_atomically,
 )
 from .policy import Policy, matches
 from .report import Report
@@ -48,6 +49,21 @@ def materialize(
             if linked is not None:
                 os.unlink(dest)  # replaced between our lstat and the link: verify it the long way
     return _verified_link(src, dest, obj, size, made, copy)
+
+
+def make_link(scope: str, obj: str, size: int, rel: str, dest: str, policy: Policy, made: Set[str]) -> os.stat_result:
+    """Recreate a symlink the cache kept: its object holds the target. Verified like any object,
+    and checked again (a record or object planted in the cache must not make a link that points
+    outside the sandbox's copy of the cache)."""
+    content = read_nofollow(object_path(scope, obj))
+    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
+        raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
+    target = content.decode("utf-8", "replace")
+    if not (policy.linked(rel) and confined_link(rel, target)):
+        raise ValueError(f"a symlink to {target!r:.80} is not one this tool's cache keeps")
+    _make_parent(dest, made)
+    os.symlink(target, dest)
+    return os.lstat(dest)
 
 
 def _make_parent(dest: str, made: Set[str]) -> None:
@@ -118,7 +134,8 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
         for path in iter_entries(scope):
             try:
                 stamps: Dict[str, Stamp] = {}
-                group, files = load_entry(path, policy.group_of, stamps=stamps)
+                links: Set[str] = set()
+                group, files = load_entry(path, policy.group_of, stamps=stamps, links=links)
                 entry_st = os.lstat(path)
             except FileNotFoundError:
                 continue  # replaced or deleted since listdir: a miss
@@ -130,6 +147,10 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
             stats: Dict[str, os.stat_result] = {}
             try:
                 for rel, (obj, size) in files.items():
+                    if rel in links:
+                        contents[rel] = None
+                        stats[rel] = make_link(scope, obj, size, rel, os.path.join(dest, rel), policy, made)
+                        continue
                     read = matches(rel, policy.reads) or policy.merged(rel)  # the policy needs it
                     copy = matches(rel, policy.copies)
                     contents[rel], stats[rel] = materialize(object_path(scope, obj), os.path.join(dest, rel), obj, size,
