@@ -576,13 +576,13 @@ MERGE_KILL_POINTS = ["write-object", "commit-locked", "write-record", "commit-re
 
 def merged_file(named_cache: Path, writers: int, runs: int, seed: int = 0) -> Outcome:
     """`writers` concurrent writers of pytest's record, each `runs` runs in a row, a third of them
-    killed (store.py at a point of its commit, or the whole shim from outside); every writer's
-    last run is not killed. Each run records its own tests' failures; at the end the record must
+    faulted (store.py killed or its disk full at a point of its commit, or the whole shim killed
+    from outside); every writer's last run is not. Each run records its own tests' failures; at the end the record must
     hold exactly each writer's last run's failures, and the cache pass the integrity check."""
-    out = Outcome(f"R7 merged file ({writers} writers x {runs} runs, kill -9 on a third)")
+    out = Outcome(f"R7 merged file ({writers} writers x {runs} runs, kill -9 or disk full on a third)")
     scope = scope_path(named_cache, PYTEST_SPEC)
     last: dict[int, set[str]] = {}
-    kills: collections.Counter[str] = collections.Counter()
+    faults: collections.Counter[str] = collections.Counter()
 
     def writer(w: int) -> None:
         rng = random.Random(seed * 1000 + w)
@@ -592,17 +592,18 @@ def merged_file(named_cache: Path, writers: int, runs: int, seed: int = 0) -> Ou
                     json.dumps(failing), str(rng.uniform(0, 0.05))]
             kill = r < runs - 1 and rng.random() < 1 / 3
             env: dict[str, str] = {}
-            if kill and rng.random() < 0.5:
+            if kill and rng.random() < 2 / 3:
                 point = rng.choice(MERGE_KILL_POINTS)
-                env = {"CACHEPLUG_FAULT": f"kill:{point}:1"}
-                kills[f"store.py at {point}"] += 1
+                kind = rng.choice(["kill", "enospc"])
+                env = {"CACHEPLUG_FAULT": f"{kind}:{point}:1"}
+                faults[f"{'store.py killed' if kind == 'kill' else 'disk full'} at {point}"] += 1
             sandbox = make_sandbox(named_cache, argv, spec=PYTEST_SPEC)
             proc = start(sandbox, env)
             if kill and not env:
                 time.sleep(rng.uniform(0, 0.3))
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
-                    kills["the shim, from outside"] += 1
+                    faults["the shim, from outside"] += 1
             run = finish(sandbox, proc)
             out.tried += 1
             if not kill:
@@ -619,7 +620,7 @@ def merged_file(named_cache: Path, writers: int, runs: int, seed: int = 0) -> Ou
         got = {k for k in record if k.startswith(f"w{w}::")}
         out.expect(got == last[w], f"writer {w}: the record holds {sorted(got)}, its last run failed {sorted(last[w])}")
     out.expect(set(record) <= {k for fs in last.values() for k in fs}, "the record holds tests no writer failed last")
-    out.figures.update(kills=dict(sorted(kills.items())), entries=len(record), temp_files_left=_temp_files(scope))
+    out.figures.update(faults=dict(sorted(faults.items())), entries=len(record), temp_files_left=_temp_files(scope))
     return out
 
 
