@@ -10,14 +10,12 @@ import re
 import shutil
 from pathlib import Path
 
-from cacheplug.python import cache_policy
 from cacheplug_tests.hubserver import COMMIT, HubServer
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
-from cacheplug_tests.storekit import PYTEST_SPEC, check_scope, scope_path, tree_state
+from cacheplug_tests.pytestkit import LASTFAILED, PYTHON, results, shared
+from cacheplug_tests.storekit import tree_state
 
-PYTHON = '[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n'
 HYPOTHESIS = "hypothesis==6.170.17"
-LASTFAILED = "pytest/v/cache/lastfailed"
 
 # A property Hypothesis falsifies at once, and shrinks to 500000. Every call prints its input:
 # the first call of a run that replays the saved example is that example.
@@ -34,20 +32,6 @@ def test_property(x):
 
 def two_tests(name: str, failing: bool) -> str:
     return f"def test_ok():\n    pass\n\ndef test_bad_{name}():\n    assert {not failing}\n"
-
-
-def shared(repo: PantsRepo) -> dict[str, bytes]:
-    """{relpath: content} of the shared test caches, checked whole."""
-    scope = scope_path(repo.named_caches / "cacheplug", PYTEST_SPEC)
-    groups, problems = check_scope(scope, group_problem=lambda files: None, grouping=cache_policy.group_of)
-    assert problems == []
-    return {rel: data for files in groups.values() for rel, data in files.items()}
-
-
-def results(output: str) -> dict[str, str]:
-    """What Pants says of each file's run (`Completed: Run Pytest - //a_test.py:t - failed (exit
-    code 1).`), as {address: "succeeded" or "failed (exit code 1)"}."""
-    return dict(re.findall(r"Completed: Run Pytest - (\S+) - (.*?)\.?$", output, re.M))
 
 
 def calls(output: str, address: str) -> list[int]:
@@ -107,7 +91,7 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         # Read-only: runs with the cache, writes nothing.
         before = tree_state(repo.named_caches / "cacheplug")
         other.write({"t0_test.py": two_tests("0", failing=True)})
-        run5 = other.run("--pytest-shared-cache=read-only", "test", "::", pantsd=True)
+        run5 = other.run("--pytest-shared-cache=read-only", "test", "t0_test.py", pantsd=True)
         assert results(run5.stderr)["//t0_test.py:t"] == "failed (exit code 1)"
         assert tree_state(repo.named_caches / "cacheplug") == before
 
@@ -136,7 +120,13 @@ def run_xdist(repo: PantsRepo) -> PantsResult:
 
 def test_same_results_as_pants_own_backend(tmp_path: Path) -> None:
     files = {
-        "BUILD": 'python_tests(name="t", overrides={"slow_test.py": {"timeout": 5}})\n',
+        "BUILD": (
+            'python_tests(name="t", overrides={"slow_test.py": {"timeout": 5}, '
+            '("batch_a_test.py", "batch_b_test.py"): {"batch_compatibility_tag": "b"}})\n'
+        ),
+        # Run in one process, as one batch.
+        "batch_a_test.py": two_tests("a", failing=True),
+        "batch_b_test.py": two_tests("b", failing=False),
         "pass_test.py": two_tests("p", failing=False),
         "fail_test.py": two_tests("f", failing=True),
         "empty_test.py": "# no tests here: pytest exits 5\n",
@@ -167,12 +157,13 @@ def test_same_results_as_pants_own_backend(tmp_path: Path) -> None:
     assert results(ours.stderr) == {
         "//pass_test.py:t": "succeeded", "//fail_test.py:t": "failed (exit code 1)",
         "//empty_test.py:t": "failed (exit code 5)", "//slow_test.py:t": "failed (exit code -15)",
+        "//batch_a_test.py:t and 1 other files": "failed (exit code 1)",
     }, ours.stderr
-    assert set(json.loads(first[LASTFAILED])) == {"fail_test.py::test_bad_f"}
+    assert set(json.loads(first[LASTFAILED])) == {"fail_test.py::test_bad_f", "batch_a_test.py::test_bad_a"}
 
     assert results(xdist.stderr)["//pass_test.py:t"] == "failed (exit code 1)", xdist.stderr
     assert re.search(r"gw\d", xdist.stderr), xdist.stderr  # xdist's workers ran
-    assert set(json.loads(shared(repo)[LASTFAILED])) == {"pass_test.py::test_bad_p"}
+    assert set(json.loads(shared(repo)[LASTFAILED])) == {"pass_test.py::test_bad_p", "batch_a_test.py::test_bad_a"}
     assert not any(rel.endswith("marker") for rel in [*first, *shared(repo)])  # timed out twice
 
 
@@ -197,10 +188,10 @@ def test_hugging_face_hub_cache_is_shared_and_works_offline(tmp_path: Path) -> N
     )
     repo.write({
         "BUILD": 'python_tests(name="t")\npython_requirement(name="hub", requirements=["huggingface_hub==0.26.2"])\n',
-        **{f"hub{i}_test.py": HUB_TEST for i in range(4)},
+        **{f"hub{i}_test.py": HUB_TEST for i in range(3)},
     })
     try:
-        with hub:  # four test files download the same model, two at a time (2 cores)
+        with hub:  # three test files download the same model, two at a time (2 cores)
             online = repo.run("test", "::", pantsd=True)
         # The server is gone and the hub told it is offline: every file loads from the cache.
         offline = repo.run("--test-force", "--test-extra-env-vars=+['HF_HUB_OFFLINE=1']", "test", "::", pantsd=True)

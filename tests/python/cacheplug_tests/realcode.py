@@ -89,6 +89,19 @@ def fetch(sdist: Sdist) -> dict[str, str]:
     return files
 
 
+def fetch_tests(sdist: Sdist) -> dict[str, str]:
+    """The sdist's top-level `tests/` directory's .py files, as `{"tests/...": text}`."""
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(sdist_bytes(sdist)), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            _, _, rel = member.name.partition("/")
+            if member.isfile() and rel.startswith("tests/") and rel.endswith(".py"):
+                f = tar.extractfile(member)
+                assert f is not None
+                files[rel] = f.read().decode()
+    return files
+
+
 def module_name(path: str) -> str:
     """`src/pkg/sub/mod.py` -> `pkg.sub.mod`; `src/pkg/__init__.py` -> `pkg`."""
     return path[len("src/"):].rsplit(".", 1)[0].replace("/", ".").removesuffix(".__init__")
