@@ -23,11 +23,12 @@ from cacheplug_tests.pants_repo import PantsRepo
 
 def option_errors(tmp: Path) -> reliability.Outcome:
     """R6: every bad option value fails `pants check test` with an error naming option and allowed values."""
-    out = reliability.Outcome(f"R6 bad option values ({len(reliability.BAD_OPTION_VALUES)} values)")
+    values = [*reliability.BAD_OPTION_VALUES, *reliability.PYTEST_BAD_OPTION_VALUES]
+    out = reliability.Outcome(f"R6 bad option values ({len(values)} values)")
     repo = PantsRepo(tmp / "repo", backends=["cacheplug.python", "cacheplug.mypy"],
                      extra_toml='[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n')
     repo.write({"BUILD": "python_sources()\npython_tests(name='t')\n", "a.py": "X: int = 1\n", "a_test.py": "def test_a():\n    pass\n"})
-    for flag, expected in reliability.BAD_OPTION_VALUES:
+    for flag, expected in values:
         result = repo.run(flag, "check", "test", "::")
         out.tried += 1
         out.expect(result.exit_code != 0, f"{flag}: exit 0")

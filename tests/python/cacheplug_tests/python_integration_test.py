@@ -13,6 +13,7 @@ from pathlib import Path
 from cacheplug_tests.hubserver import COMMIT, HubServer
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
 from cacheplug_tests.pytestkit import LASTFAILED, PYTHON, results, shared
+from cacheplug_tests.reliability import PYTEST_BAD_OPTION_VALUES
 from cacheplug_tests.storekit import tree_state
 
 HYPOTHESIS = "hypothesis==6.170.17"
@@ -96,9 +97,9 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         assert tree_state(repo.named_caches / "cacheplug") == before
 
         # A bad option value is named, with what is allowed.
-        bad = other.run("--pytest-library-caches=['hf-hub', 'bogus']", "test", "::", pantsd=True)
-        assert bad.exit_code != 0
-        assert "`[pytest].library_caches`: 'bogus'" in bad.stderr and "'hf-hub', 'hf-datasets'" in bad.stderr, bad.stderr
+        for flag, expected in PYTEST_BAD_OPTION_VALUES:
+            bad = other.run(flag, "test", "t0_test.py", pantsd=True)
+            assert bad.exit_code != 0 and all(text in bad.stderr for text in expected), bad.stderr[-3000:]
 
         # The lifecycle goals know the test caches: export, clear, import gives them back.
         kept = shared(repo)

@@ -635,6 +635,9 @@ BAD_OPTION_VALUES = [
     ("--cacheplug-lock-timeout=soon", ["--lock-timeout in scope 'cacheplug'", "soon", "float"]),
     ("--mypy-separate-compilation-unit-size=0", ["[mypy].separate_compilation_unit_size", "0", ">= 1"]),
     ("--mypy-separate-compilation-unit-size=big", ["--separate-compilation-unit-size in scope 'mypy'", "big", "int"]),
+]
+# The same for the cacheplug.python backend's options (`pants test`).
+PYTEST_BAD_OPTION_VALUES = [
     ("--pytest-shared-cache=always", ["--shared-cache in scope 'pytest'", "always", "read-write, read-only, off"]),
     ("--pytest-library-caches=['hf-hub', 'pip']", ["[pytest].library_caches", "'pip'", "'hf-hub', 'hf-datasets', 'torch-hub'"]),
 ]
