@@ -25,8 +25,6 @@ import json
 import os
 from typing import Any, Optional
 
-PYTEST = "pytest/"
-
 # pytest writes its cache files in place (open "w"); matplotlib its font list.
 COPIES = ("pytest/*", "matplotlib/*")
 

@@ -9,12 +9,8 @@ from pants.util.strutil import softwrap
 
 from cacheplug.subsystem import SharedCacheOptions
 
-# The caches every test run is given (unless `shared_cache = "off"`): subdirectory of the tool's
-# cache directory -> how the library is pointed there.
-ALWAYS = {
-    "pytest": "pytest's cache (`--lf`, `--ff`, `--nf`), through `-o cache_dir=`",
-    "hypothesis": "Hypothesis' example database, through HYPOTHESIS_STORAGE_DIRECTORY",
-}
+# Always given unless `shared_cache = "off"`: pytest's cache (`-o cache_dir=`, rules.py) and
+# Hypothesis' storage directory, through this variable.
 HYPOTHESIS_ENV = "HYPOTHESIS_STORAGE_DIRECTORY"
 
 # `[pytest].library_caches`: name (also its subdirectory) -> the environment variable that points
