@@ -14,7 +14,6 @@ import pytest
 
 from cacheplug import snapshot as snapshot_module
 from cacheplug.python import cache_policy
-from cacheplug.python.rules import PyTestCacheTool
 from cacheplug.store import layout
 from cacheplug_tests.storekit import PYTEST_SPEC, check_scope, finish, make_sandbox, scope_path, start
 
@@ -122,7 +121,6 @@ def test_a_directory_unit_is_one_group(named_cache: Path) -> None:
     scope = str(scope_path(named_cache, PYTEST_SPEC))
     groups = {layout.load_entry(p, cache_policy.group_of)[0] for p in layout.iter_entries(scope)}
     assert groups == {"triton/k1", "hf-datasets/csv/default-abc/0.0.0/h1", "hypothesis/examples/k/v"}
-    assert PyTestCacheTool.policy == "cacheplug.python.cache_policy"
 
 
 def test_hub_snapshot_links_are_kept_and_no_other_symlink_is(named_cache: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cacheplug_tests.hubserver import COMMIT, HubServer
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
-from cacheplug_tests.pytestkit import LASTFAILED, PYTHON, results, shared
+from cacheplug_tests.pytestkit import LASTFAILED, PYTHON, plain_then_ours, results, shared
 from cacheplug_tests.reliability import PYTEST_BAD_OPTION_VALUES
 from cacheplug_tests.storekit import tree_state
 
@@ -141,12 +141,7 @@ def test_same_results_as_pants_own_backend(tmp_path: Path) -> None:
             "    time.sleep(120)\n"
         ),
     }
-    caches = tmp_path / "caches"
-    plain_repo = PantsRepo(tmp_path / "plain", ["pants.backend.python"], PYTHON, caches=caches)
-    plain_repo.write(files)
-    plain = plain_repo.run("test", "::")
-    repo = PantsRepo(tmp_path / "ours", ["cacheplug.python"], PYTHON, caches=caches)
-    repo.write(files)
+    plain, repo = plain_then_ours(tmp_path, files)
     try:
         ours = repo.run("test", "::", pantsd=True)
         first = shared(repo)

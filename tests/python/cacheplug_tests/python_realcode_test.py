@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 from cacheplug_tests import realcode
-from cacheplug_tests.pants_repo import PantsRepo
-from cacheplug_tests.pytestkit import LASTFAILED, PYTHON, results, shared
+from cacheplug_tests.pytestkit import LASTFAILED, plain_then_ours, results, shared
 
 # A bug: integer options and arguments convert with float().
 BUG = ("src/click/types.py", "    _number_class = int\n", "    _number_class = float\n")
@@ -33,12 +32,7 @@ def test_click_suite_with_a_bug_then_fixed(tmp_path: Path) -> None:
     path, good, bad = BUG
     assert files[path].count(good) == 1
     buggy = {**files, path: files[path].replace(good, bad)}
-    caches = tmp_path / "caches"
-    plain_repo = PantsRepo(tmp_path / "plain", ["pants.backend.python"], PYTHON, caches=caches)
-    plain_repo.write(buggy)
-    plain = plain_repo.run("test", "::")
-    repo = PantsRepo(tmp_path / "ours", ["cacheplug.python"], PYTHON, caches=caches)
-    repo.write(buggy)
+    plain, repo = plain_then_ours(tmp_path, buggy)
     try:
         ours = repo.run("test", "::", pantsd=True)
         record = set(json.loads(shared(repo)[LASTFAILED]))

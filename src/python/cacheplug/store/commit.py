@@ -15,7 +15,7 @@ from .faults import fault
 from .index import LOW_WATER, Index, evict
 from .layout import (
     checked_name, confined_link, entry_file, entry_path, is_safe_relpath, load_entry, object_path, open_scope, own_dir,
-    read_generation, read_nofollow, record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
+    read_generation, read_nofollow, read_object, record_bytes, sha256_file, unique_tmp, unlink_quietly, write_atomically,
 )
 from .locking import Busy, scope_lock
 from .policy import Policy
@@ -270,12 +270,9 @@ def current_contents(scope: str, group: str, policy: Policy) -> Dict[str, Tuple[
         return {}
     try:
         _, files = load_entry(path, policy.group_of)
-        contents = {rel: (obj, read_nofollow(object_path(scope, obj))) for rel, (obj, _) in files.items()}
+        return {rel: (obj, read_object(scope, obj, size)) for rel, (obj, size) in files.items()}
     except (OSError, ValueError, TypeError, KeyError):
-        return {}
-    if any(hashlib.sha256(data).hexdigest() != obj for obj, data in contents.values()):
-        return {}  # a corrupt object: never merged into what we write
-    return contents
+        return {}  # gone, bad or corrupt: never merged into what we write
 
 
 def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:

@@ -148,6 +148,15 @@ def read_nofollow(path: str) -> bytes:
         os.close(fd)
 
 
+def read_object(scope: str, obj: str, size: int) -> bytes:
+    """An object's content, verified (size and sha256: a flipped bit or a planted file is a
+    ValueError, never content); not followed if a symlink."""
+    content = read_nofollow(object_path(scope, obj))
+    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
+        raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
+    return content
+
+
 def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

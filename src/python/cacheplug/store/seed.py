@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .layout import (
-    Stamp, confined_link, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, read_nofollow,
+    Stamp, confined_link, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, read_object,
     unlink_quietly, write_atomically,
 )
 from .policy import Policy, matches
@@ -55,10 +55,7 @@ def make_link(scope: str, obj: str, size: int, rel: str, dest: str, policy: Poli
     """Recreate a symlink the cache kept: its object holds the target. Verified like any object,
     and checked again (a record or object planted in the cache must not make a link that points
     outside the sandbox's copy of the cache)."""
-    content = read_nofollow(object_path(scope, obj))
-    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
-        raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
-    target = content.decode("utf-8", "replace")
+    target = read_object(scope, obj, size).decode("utf-8", "replace")
     if not (policy.linked(rel) and confined_link(rel, target)):
         raise ValueError(f"a symlink to {target!r:.80} is not one this tool's cache keeps")
     _make_parent(dest, made)
