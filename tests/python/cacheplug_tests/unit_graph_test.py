@@ -86,7 +86,7 @@ def test_batched_units_keep_mypy_order_and_cost_fewer_processes() -> None:
     for size in (5, 20, 100):
         graph = batch(sccs, size)
         check_batched(graph, edges, size)
-        assert len(graph.units) < 396 * 3 / size + 40  # about size files each, plus one cut per layer
+        assert len(graph.units) <= 400 * 2 / size + 1  # about size files each, across layers
         assert any(set(cycle) <= set(unit) for unit in graph.units)  # a cycle is never split
 
 
@@ -101,10 +101,21 @@ def test_adding_a_module_moves_the_boundaries_of_its_own_unit_only() -> None:
     assert 1 <= len(changed) <= 2, changed
 
 
+def test_a_deep_import_chain_is_cut_into_units_of_about_the_size() -> None:
+    """Joined across layers: a chain of 200 modules, each importing the one before, is 200 layers
+    deep; units of one layer each would be 200 mypy processes one after another."""
+    modules = {f"c{i:03}.py": f"c{i:03}" for i in range(200)}
+    edges = {f"c{i:03}.py": {f"c{i - 1:03}.py"} if i else set() for i in range(200)}
+    graph = batch(condense(edges, modules), 50)
+    check_batched(graph, edges, 50)
+    assert 2 <= len(graph.units) <= 9
+    assert [f for unit in graph.units for f in unit] == sorted(edges)  # consecutive runs of the chain
+
+
 def test_a_unit_is_given_what_it_imports_not_what_is_joined_with_that() -> None:
     modules = {f"{m}.py": m for m in ("base", "leaf", "used", "user")}
     edges = {"base.py": set(), "leaf.py": {"base.py"}, "used.py": {"base.py"}, "user.py": {"used.py"}}
-    graph = batch(condense(edges, modules), 100)
-    assert graph.units == (("base.py",), ("leaf.py", "used.py"), ("user.py",))  # leaf and used: one depth
-    assert graph.closure(2) == ("base.py", "used.py")  # not leaf.py: editing it leaves user's inputs alone
-    assert graph.closure(1) == ("base.py",)
+    graph = batch(condense(edges, modules), 7)  # 7: the names' hashes cut before user.py only
+    assert graph.units == (("base.py", "leaf.py", "used.py"), ("user.py",))
+    assert graph.closure(1) == ("base.py", "used.py")  # not leaf.py: editing it leaves user's inputs alone
+    assert graph.closure(0) == ()

@@ -44,9 +44,9 @@ class MyPyCacheOptions(SharedCacheOptions):
             A process costs mypy's start-up and the loading of its dependencies' caches, about as
             much as checking tens of modules, so units of single modules make a cold check many
             times slower than one whole-partition run; larger units re-check more modules after an
-            edit. Modules are joined only with modules that do not import each other (same depth
-            in the import graph), so units still run in parallel. Default {UNIT_SIZE_DEFAULT}:
-            see bench/RESULTS.md.
+            edit. Modules are joined in a dependency order (a unit may hold a module and modules
+            it imports); units that do not import each other run in parallel. Default
+            {UNIT_SIZE_DEFAULT}: see bench/RESULTS.md.
             """
         ),
     )

@@ -146,38 +146,35 @@ def batch(graph: UnitGraph, size: int) -> UnitGraph:
     is a mypy process, whose start-up and loading of its dependencies' caches cost about as much
     as checking tens of modules. `size` 1 leaves the graph as it is.
 
-    Joined are units of one layer (the length of the longest import chain below them): they do
-    not import each other, so a joined unit is checked as mypy would check those modules in one
-    run, and units of one layer still run in parallel; the graph's depth stays the length of the
-    longest import chain. Within a layer, units sorted by name are cut where a file's name hashes
-    to 0 modulo `size` (or where a unit would pass 2 x `size` files): the cuts depend on the names
-    next to them, not on positions, so adding or removing a module moves the boundaries of its own
-    unit only (or, if it changes the layer of modules, theirs). An import cycle larger than the
-    cap stays one unit."""
+    Units are taken in a topological order — by layer (the length of the longest import chain
+    below them), then by name — and cut into consecutive runs. A run may hold a module and modules
+    it imports: mypy checks them in one process, in its own order, as a whole-repo run would. A
+    unit only imports from earlier units, so the joined graph has no cycle. Joining across layers
+    is what keeps cold checks cheap: a deep import graph joined only within layers has at least
+    one unit per layer, each paying a mypy start-up on the critical path.
+
+    Cuts fall where a file's name hashes to 0 modulo `size` (or where a unit would pass 2 x
+    `size` files): they depend on the names next to them, not on positions, so adding or removing
+    a module moves the boundaries of its own unit only (or, if it changes the layer of modules,
+    theirs). An import cycle larger than the cap stays one unit."""
     if size <= 1:
         return graph
     layer: list[int] = []
     for deps in graph.deps:  # dependencies come first: their layers are known
         layer.append(1 + max((layer[d] for d in deps), default=-1))
-    by_layer: dict[int, list[int]] = {}
-    for i in sorted(range(len(graph.units)), key=lambda i: graph.units[i]):
-        by_layer.setdefault(layer[i], []).append(i)
-    groups: list[list[int]] = []
-    for depth in sorted(by_layer):
-        chunk: list[int] = []
-        files = 0
-        for i in by_layer[depth]:
-            unit = graph.units[i]
-            if chunk and (_cut_before(unit[0], size) or files + len(unit) > 2 * size):
-                groups.append(chunk)
-                chunk, files = [], 0
-            chunk.append(i)
-            files += len(unit)
-        groups.append(chunk)
+    groups: list[list[int]] = [[]]
+    files = 0
+    for i in sorted(range(len(graph.units)), key=lambda i: (layer[i], graph.units[i])):
+        unit = graph.units[i]
+        if groups[-1] and (_cut_before(unit[0], size) or files + len(unit) > 2 * size):
+            groups.append([])
+            files = 0
+        groups[-1].append(i)
+        files += len(unit)
     new = {i: g for g, chunk in enumerate(groups) for i in chunk}
     return UnitGraph(
         tuple(tuple(sorted(f for i in chunk for f in graph.units[i])) for chunk in groups),
-        tuple(tuple(sorted({new[d] for i in chunk for d in graph.deps[i]})) for chunk in groups),
+        tuple(tuple(sorted({new[d] for i in chunk for d in graph.deps[i]} - {g})) for g, chunk in enumerate(groups)),
         graph.modules,
         graph.edges,
     )
