@@ -24,6 +24,7 @@ from cacheplug.mypy.separate import (
     CACHE_PATHS,
     CUTOFF,
     EXIT_CODE_FILE,
+    OUT_DIR,
     PLACEHOLDER,
     PLACEHOLDERS,
     SEPARATE_ENV,
@@ -62,8 +63,10 @@ def unit(root: Path, python: str, files: dict[str, str], checked: list[str], pla
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **SEPARATE_ENV, "PYTHON": python, "OWN_METAS": own},
     )
-    stems = {f[:-3] for f in checked}
-    written = {p.name: p.read_bytes() for p in root.iterdir() if p.name.split(".")[0] in stems and not p.name.endswith(".py")}
+    out = root / OUT_DIR
+    written = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    if run.returncode == 0:  # cutoff.py moved all of them
+        assert not any(p.name.split(".")[0] in {f[:-3] for f in checked} for p in root.glob("*.*.*"))
     return run, written
 
 

@@ -1,19 +1,16 @@
-"""separate.py's pure parts, and its merge rule on real digests (Pants' RuleRunner)."""
+"""separate.py's pure parts, its merge rule included."""
 
 from __future__ import annotations
 
-import pytest
-from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent
+from pants.engine.fs import FileDigest, FileEntry
 from pants.engine.process import ProcessResultMetadata
-from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from cacheplug.mypy.separate import (
-    CacheMergeRequest,
     UnitReport,
     base_source,
     cutoff_counts,
     external_imports,
-    merge_caches,
+    first_wins,
     module_prefix,
     own_lines,
     summary,
@@ -87,30 +84,17 @@ def test_cutoff_counts_units_reused_although_a_unit_they_import_from_ran() -> No
     assert cutoff_counts(graph, nothing_ran) == (0, 0)
 
 
-@pytest.fixture
-def rule_runner() -> RuleRunner:
-    return RuleRunner(rules=[merge_caches, QueryRule(Digest, [CacheMergeRequest])])
+def _entries(files: dict[str, str]) -> list[FileEntry]:
+    return [FileEntry(p, FileDigest(c * 64, 1)) for p, c in files.items()]
 
 
-def _digest(rule_runner: RuleRunner, files: dict[str, str]) -> Digest:
-    return rule_runner.request(Digest, [CreateDigest([FileContent(p, c.encode()) for p, c in files.items()])])
-
-
-def _contents(rule_runner: RuleRunner, digest: Digest) -> dict[str, str]:
-    return {fc.path: fc.content.decode() for fc in rule_runner.request(DigestContents, [digest])}
-
-
-def test_merge_is_a_union_and_a_conflict_goes_to_the_first_digest(rule_runner: RuleRunner) -> None:
-    own = _digest(rule_runner, {"pkg/m.meta.json": "own", "pkg/a.meta.json": "a"})
-    dep = _digest(rule_runner, {"pkg/m.meta.json": "dep", "pkg/b.meta.json": "b"})
-    same = _digest(rule_runner, {"pkg/a.meta.json": "a"})
-    # No conflict: the engine's own merge (identical files at one path are one file).
-    assert _contents(rule_runner, rule_runner.request(Digest, [CacheMergeRequest((own, same))])) == {
-        "pkg/m.meta.json": "own", "pkg/a.meta.json": "a"}
-    # A conflict: the first digest listed wins, whichever it is; the rest is a union.
-    merged = rule_runner.request(Digest, [CacheMergeRequest((own, dep))])
-    assert _contents(rule_runner, merged) == {"pkg/m.meta.json": "own", "pkg/a.meta.json": "a", "pkg/b.meta.json": "b"}
-    reverse = rule_runner.request(Digest, [CacheMergeRequest((dep, own))])
-    assert _contents(rule_runner, reverse)["pkg/m.meta.json"] == "dep"
-    # Deterministic: the same inputs, the same digest.
-    assert rule_runner.request(Digest, [CacheMergeRequest((own, dep))]) == merged
+def test_merge_is_a_union_and_a_conflict_goes_to_the_first_list() -> None:
+    own = _entries({"pkg/m.meta.json": "a", "pkg/a.meta.json": "b"})
+    dep = _entries({"pkg/m.meta.json": "c", "pkg/b.meta.json": "d"})
+    same = _entries({"pkg/a.meta.json": "b"})
+    assert first_wins([own, same]) == tuple(own)  # identical files at one path are one file
+    merged = {e.path: e.file_digest.fingerprint[0] for e in first_wins([own, dep])}
+    assert merged == {"pkg/m.meta.json": "a", "pkg/a.meta.json": "b", "pkg/b.meta.json": "d"}
+    reverse = {e.path: e.file_digest.fingerprint[0] for e in first_wins([dep, own])}
+    assert reverse["pkg/m.meta.json"] == "c"
+    assert first_wins([own, dep]) == first_wins([own, dep])  # deterministic

@@ -4,9 +4,9 @@
   - a base unit, per partition (resolve, interpreter, mypy version, args, config, plugins): mypy on
     one generated file that imports every module the partition's code imports from outside
     itself, so typeshed and the third-party requirements are analysed once;
-  - units over mypy's own import graph (an import cycle is in one unit; modules of one depth
-    joined, up to `[mypy].separate_compilation_unit_size` files: unit_graph.py), in dependency
-    order, independent units concurrently: mypy on the unit's own files, given the base unit's
+  - units over mypy's own import graph (an import cycle is in one unit; modules consecutive in a
+    dependency order joined, about `[mypy].separate_compilation_unit_size` files: unit_graph.py),
+    in dependency order, independent units concurrently: mypy on the unit's own files, given the base unit's
     cache and the cache outputs of the modules its files import, transitively, with a placeholder
     for the source of each that has a cache (the real source for each that has none). Its output:
     its own modules' cache files only, without the source's identity (cutoff.py). Pants' process
@@ -53,7 +53,6 @@ from pants.core.goals.check import CheckResult
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.system_binaries import BashBinary
 from pants.engine.fs import (
-    EMPTY_DIGEST,
     CreateDigest,
     Digest,
     DigestContents,
@@ -89,6 +88,7 @@ CACHE_PATHS = f"{PROGRAMS_DIR}/cache_paths.py"
 CUTOFF = f"{PROGRAMS_DIR}/cutoff.py"
 STARTED = "__cacheplug_started"  # created just before mypy starts (cutoff.py)
 PLACEHOLDERS = "__cacheplug_placeholders"  # the cache path prefix of each module given as a placeholder
+OUT_DIR = "__cacheplug_out"  # where cutoff.py moves the unit's own cache files: its output
 MYPY_STDERR = "__cacheplug_mypy_stderr"
 # In place of the source of a module whose cache a unit is given: a syntax error, so that a mypy
 # that reads it (the cache was not enough) stops with exit 2 instead of seeing an empty module.
@@ -96,14 +96,15 @@ PLACEHOLDER = b"<cacheplug: this module's cache was given instead of its source;
 # Exits 0 for mypy's 0 (clean) and 1 (type errors), recording which: both results are cacheable.
 # An exit 1 with a Python traceback is a crash (an uncaught exception, e.g. in mypy 1.19 given a
 # meta without its data): 2. Then cutoff.py, by mypy's own Python `$PYTHON`, checks that no
-# placeholder was read (exit 3) and normalizes the unit's metas listed in $OWN_METAS; any other
+# placeholder was read (exit 3), normalizes the unit's metas listed in $OWN_METAS and moves the
+# unit's cache files to OUT_DIR; any other
 # failure of it is a crash too (2), never an exit 1 that would read as type errors. Bash
 # builtins only: the check must not depend on what the sandbox's PATH has.
 UNIT_WRAPPER = (
     f': > {STARTED}; "$@" 2> {MYPY_STDERR}; rc=$?; err=$(< {MYPY_STDERR}); [ -z "$err" ] || printf "%s\\n" "$err" >&2; '
     f'[ $rc -ne 1 ] || [[ $err != *"Traceback (most recent call last)"* ]] || rc=2; '
     f'echo $rc > {EXIT_CODE_FILE}; [ $rc -le 1 ] || exit $rc; '
-    f'"$PYTHON" {CUTOFF} {STARTED} {PLACEHOLDERS} $OWN_METAS || {{ [ $? -eq 3 ] && exit 3; exit 2; }}'
+    f'"$PYTHON" {CUTOFF} {STARTED} {PLACEHOLDERS} {OUT_DIR} $OWN_METAS || {{ [ $? -eq 3 ] && exit 3; exit 2; }}'
 )
 # The base unit's: mypy in BASE_DIR, then its cache's paths made sandbox-relative by mypy's own
 # Python (which can read mypy's fixed cache format); `$PYTHON` is that Python, `..` the sandbox
@@ -195,7 +196,7 @@ class UnitReport:
 
 @dataclass(frozen=True)
 class Unit:
-    caches: FrozenDict[str, Digest]  # each of the unit's files -> its module's cache files
+    caches: FrozenDict[str, tuple[FileEntry, ...]]  # each of the unit's files -> its module's cache files
     report: UnitReport
 
 
@@ -272,32 +273,20 @@ def base_source(imports: Iterable[str]) -> str:
     return "".join(lines)
 
 
-def first_wins(entry_lists: Iterable[Iterable[FileEntry]]) -> list[FileEntry]:
-    """Merges entries, the first list holding a path winning it (see `merge_caches`)."""
+def first_wins(entry_lists: Iterable[Iterable[FileEntry]]) -> tuple[FileEntry, ...]:
+    """The union of cache files. A module is in one unit, so its files come from one process and
+    never conflict; only two files of one module (`mod.py` and `mod.pyi`, in two units) can write
+    one path. Then the stated rule: the list given first wins the path; callers list the
+    dependencies' files in path order, then the base unit."""
     merged: dict[str, FileEntry] = {}
     for entries in entry_lists:
         for entry in entries:
             merged.setdefault(entry.path, entry)
-    return list(merged.values())
+    return tuple(merged.values())
 
 
-@dataclass(frozen=True)
-class CacheMergeRequest:
-    digests: tuple[Digest, ...]
-
-
-@rule
-async def merge_caches(request: CacheMergeRequest) -> Digest:
-    """The union of cache digests. A module is in one unit, so its files come from one process
-    and never conflict; only two files of one module (`mod.py` and `mod.pyi`, in two units) can
-    write one path. Then the stated rule: the digest listed first wins; callers list the
-    dependencies' files in path order, then the base unit."""
-    try:
-        return await Get(Digest, MergeDigests(request.digests))
-    except Exception:  # the engine refuses a merge of different files at one path
-        entries = await MultiGet(Get(DigestEntries, Digest, d) for d in request.digests)
-        files = first_wins([e for e in es if isinstance(e, FileEntry)] for es in entries)
-        return await Get(Digest, CreateDigest(files))
+def file_entries(entries: DigestEntries) -> dict[str, FileEntry]:
+    return {e.path: e for e in entries if isinstance(e, FileEntry)}
 
 
 def cache_prefix(graph: UnitGraph, file: str) -> str:
@@ -393,22 +382,24 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
     return BaseUnit(cache, dataclasses.replace(result, output_digest=output))
 
 
-async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tuple[str, ...], given_cache: Digest,
-                    bash: BashBinary) -> FallibleProcessResult:
+async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tuple[str, ...],
+                    given_cache: tuple[FileEntry, ...], sources: dict[str, FileEntry], bash: BashBinary) -> FallibleProcessResult:
     """mypy on the unit's files, given `given_cache`, the real sources of its own files and of the
     modules of `closure` it has no cache for, and a placeholder for each of `cached`."""
     graph, tool = request.graph, request.tool
     files = graph.units[request.index]
-    # Digests are taken per file and merged: one DigestSubset of a thousand paths per unit costs
-    # the engine a directory scan per path (minutes at 1000 modules); one path each is memoized.
+    # One CreateDigest of file entries (digests the store has already): per-file DigestSubsets and
+    # MergeDigests cost the engine a scan of the partition's sources per file, for every unit
+    # after every edit (seconds per unit at 1000 modules).
     given_as_cache = set(cached)
-    real = [f for f in (*files, *closure) if f not in given_as_cache]
-    real_sources = await MultiGet(Get(Digest, DigestSubset(request.sources, PathGlobs([f]))) for f in real)
-    placeholders = await MultiGet(Get(Digest, CreateDigest([FileContent(f, PLACEHOLDER)])) for f in cached)
+    real = [sources[f] for f in (*files, *closure) if f not in given_as_cache]
     listing = "".join(f"{cache_prefix(graph, f)}\n" for f in cached).encode()
-    extra = await Get(Digest, CreateDigest([*programs(CACHE_PATHS, CUTOFF), FileContent(PLACEHOLDERS, listing)]))
-    input_digest = await Get(Digest, MergeDigests([tool.digest, given_cache, *real_sources, *placeholders, extra]))
-    outputs = cache_files(graph, files)
+    inputs = await Get(Digest, CreateDigest([
+        *given_cache, *real, *(FileContent(f, PLACEHOLDER) for f in cached),
+        *programs(CACHE_PATHS, CUTOFF), FileContent(PLACEHOLDERS, listing),
+    ]))
+    input_digest = await Get(Digest, MergeDigests([tool.digest, inputs]))
+    metas = [o for o in cache_files(graph, files) if o.endswith((".meta.json", ".meta.ff"))]
     # `$PYTHON` with a slash: bash would look a bare name up in PATH (or, without one, in `.`),
     # and Pants' python shim finds the sandbox by the path it was started as.
     process = await Get(
@@ -419,8 +410,8 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
             input_digest=input_digest,
             extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": request.search_path,
                        "MYPYPATH": request.search_path, "PYTHON": os.path.join(".", tool.pex.python.path),
-                       "OWN_METAS": " ".join(o for o in outputs if o.endswith((".meta.json", ".meta.ff")))},
-            output_files=tuple(outputs),
+                       "OWN_METAS": " ".join(metas)},
+            output_directories=(OUT_DIR,),
             description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'more file')}" if len(files) > 1 else ""),
             level=LogLevel.DEBUG,
         ),
@@ -441,7 +432,10 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         Get(Unit, UnitRequest(graph, d, request.tool, request.base, request.sources, request.search_path)) for d in indexes
     )))
     caches = {f: dep_units[graph.unit_of[f]].caches[f] for f in closure}
-    given_cache = await Get(Digest, CacheMergeRequest((*(caches[f] for f in closure), request.base)))
+    sources, base = await MultiGet(  # the same two digests for every unit: the engine lists each once
+        Get(DigestEntries, Digest, request.sources), Get(DigestEntries, Digest, request.base)
+    )
+    given_cache = first_wins([*(caches[f] for f in closure), file_entries(base).values()])
     # Early cutoff: a module that has a cache is given as its cache (normalized by its unit:
     # cutoff.py) and a placeholder source, so a body-only edit to it leaves this unit's inputs
     # as they were. mypy < 1.19 writes no cache for a module with errors or importing one: those
@@ -451,13 +445,14 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
     # re-run with sources, whose outputs differ from another machine's: no sharing; seen in
     # remote_cache_integration_test with 1.1.1).
     cutoff = Version(request.tool.version) >= CUTOFF_SINCE
-    cached = tuple(f for f in closure if cutoff and caches[f] != EMPTY_DIGEST)
-    result = await _run_unit(request, closure, cached, given_cache, bash)
+    cached = tuple(f for f in closure if cutoff and caches[f])
+    source_entries = file_entries(sources)
+    result = await _run_unit(request, closure, cached, given_cache, source_entries, bash)
     recovered = bool(cached) and result.exit_code != 0  # a placeholder was read, or mypy crashed
     if recovered:
-        result = await _run_unit(request, closure, (), given_cache, bash)
-    own_cache, exit_code = await MultiGet(
-        Get(Digest, DigestSubset(result.output_digest, cache_globs())),
+        result = await _run_unit(request, closure, (), given_cache, source_entries, bash)
+    outputs, exit_code = await MultiGet(
+        Get(DigestEntries, Digest, result.output_digest),
         Get(ExitCode, ExitCodeRequest(result)),
     )
     stdout = result.stdout.decode(errors="replace")
@@ -473,8 +468,9 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         recovered=recovered,
         unnormalized=int(unnormalized.group(1)) if unnormalized else 0,
     )
-    own = await MultiGet(Get(Digest, DigestSubset(own_cache, PathGlobs(cache_files(graph, [f])))) for f in files)
-    return Unit(FrozenDict(zip(files, own)), report)
+    written = {path[len(OUT_DIR) + 1:]: e for path, e in file_entries(outputs).items() if path.startswith(f"{OUT_DIR}/")}
+    own = {f: tuple(FileEntry(p, written[p].file_digest) for p in cache_files(graph, [f]) if p in written) for f in files}
+    return Unit(FrozenDict(own), report)
 
 
 @dataclass(frozen=True)
