@@ -1,7 +1,7 @@
 """Benchmark and differential: separate compilation against cold whole-repo mypy on real code.
 
     ./pants run bench/separate_realcode_bench.py -- [--projects rich,click,...] \\
-        [--mypy 1.1.1,1.11.2,1.19.1,2.4.1] [--edits 10] [--seed 0]
+        [--mypy 1.1.1,1.11.2,1.19.1,2.4.1] [--edits 10] [--seed 0] [--unit-size 1]
 
 Each project is a real package's sdist, fetched from PyPI (tests/python/cacheplug_tests/
 realcode.py), checked with `strict = True` and `ignore_missing_imports = True` (its requirements
@@ -12,6 +12,9 @@ with no cache (`--mypy-shared-cache=off`: the oracle) and separate compilation. 
 (sorted lines and the summary) and exit codes must be equal; a difference is printed with the
 edits that led to it. The table gives, per project and version: steps, differences, units, and
 the wall time of the separate run, cold and the median after an edit, beside the oracle's.
+`--unit-size` is `[mypy].separate_compilation_unit_size`: 1 (one unit per import-graph component)
+by default, so that every import crosses a unit boundary; these projects would be one unit or two
+of the option's default size.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ PROJECTS = ["click", "jinja2", "httpx", "werkzeug", "markdown-it-py", "rich"]
 VERSIONS = ["1.1.1", "1.11.2", "1.19.1", "2.4.1"]
 
 
-def differential(project: str, version: str, edits: int, seed: int, work: Path) -> dict:
+def differential(project: str, version: str, edits: int, seed: int, unit_size: int, work: Path) -> dict:
     editor = Editor(fetch(SDISTS[project]), random.Random(f"{seed} {project} {version}"))
     repo = realcode_repo(work / f"{project}-{version}", editor.files)
     mypy = mypy_version_args(version)
@@ -46,7 +49,8 @@ def differential(project: str, version: str, edits: int, seed: int, work: Path) 
             start = time.perf_counter()
             cold = repo.run(*mypy, "--mypy-shared-cache=off", "check", "::", pantsd=True)
             middle = time.perf_counter()
-            separate = repo.run(*mypy, SEPARATE, "check", "::", pantsd=True)
+            separate = repo.run(*mypy, SEPARATE, f"--mypy-separate-compilation-unit-size={unit_size}", "check", "::",
+                                pantsd=True)
             row["cold"].append(middle - start)
             row["separate"].append(time.perf_counter() - middle)
             row["steps"] += 1
@@ -73,12 +77,13 @@ def main() -> None:
     parser.add_argument("--mypy", default=",".join(VERSIONS))
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unit-size", type=int, default=1)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cacheplug-realcode-") as work:
         for project in args.projects.split(","):
             for version in args.mypy.split(","):
-                row = differential(project, version, args.edits, args.seed, Path(work))
+                row = differential(project, version, args.edits, args.seed, args.unit_size, Path(work))
                 rows.append(row)
                 print(f"{project} mypy {version}: {row['steps']} steps, {row['differences']} differences", flush=True)
     med = statistics.median

@@ -34,6 +34,10 @@ from cacheplug_tests.separatekit import (
 
 SERVER_SCRIPT = "bench/remote_cache.sh"  # in this test's sandbox: a `files` dependency
 
+# Units of 5 files: the 43-module project is several units (one of the default size), so that
+# sharing is shown unit by unit.
+UNITS = (SEPARATE, "--mypy-separate-compilation-unit-size=5")
+
 
 @pytest.fixture
 def remote_cache(tmp_path: Path) -> Iterator[str]:
@@ -80,13 +84,13 @@ def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, 
     # Another directory, at another depth, with its own empty local store and named caches.
     b = project_repo(tmp_path / "elsewhere" / "checkout-b", generated)
 
-    first = check(a, version, SEPARATE, *remote(remote_cache), "--keep-sandboxes=always")
+    first = check(a, version, *UNITS, *remote(remote_cache), "--keep-sandboxes=always")
     units, ran_first = ran(first)
     assert units == ran_first
     # No path of this checkout in the caches units are given (the base unit's included) or write.
     assert leaked_paths(first, a) == []
 
-    fresh = check(b, version, SEPARATE, *remote(remote_cache), "--stats-log")
+    fresh = check(b, version, *UNITS, *remote(remote_cache), "--stats-log")
     assert ran(fresh) == (units, 0)
     assert f"({units} from the remote cache," in fresh.stderr
     # Every unit, the base unit and the tools' PEXes: nothing ran in B.
@@ -100,7 +104,7 @@ def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, 
     leaf = "m39"
     generated.modules[leaf].body += 1
     b.write(generated.render())
-    edited = check(b, version, SEPARATE, *remote(remote_cache))
+    edited = check(b, version, *UNITS, *remote(remote_cache))
     assert ran(edited) == (units, 1)
     assert diagnostics(edited) == diagnostics(cold)
 
@@ -115,16 +119,16 @@ def test_checkouts_that_checked_on_their_own_share_what_either_uploads(tmp_path:
     b = project_repo(tmp_path / "elsewhere" / "deeper" / "checkout-b", generated)
     assert a.named_caches != b.named_caches
     for checkout in (a, b):  # each on its own: no remote cache
-        first = check(checkout, version, SEPARATE)
+        first = check(checkout, version, *UNITS)
         assert ran(first)[0] == ran(first)[1]
     # A changes a signature deep down (its importers re-run) and shares what it ran.
     generated.modules["m1"].returns_int = not generated.modules["m1"].returns_int
     a.write(generated.render())
-    edited_a = check(a, version, SEPARATE, *remote(remote_cache))
+    edited_a = check(a, version, *UNITS, *remote(remote_cache))
     units, ran_a = ran(edited_a)
     assert ran_a > 3
     b.write(generated.render())
-    edited_b = check(b, version, SEPARATE, *remote(remote_cache))
+    edited_b = check(b, version, *UNITS, *remote(remote_cache))
     assert ran(edited_b) == (units, 0), edited_b.stderr[-2000:]
     assert f"({ran_a} from the remote cache," in edited_b.stderr
     cold = check(b, version, "--mypy-shared-cache=off")
@@ -149,7 +153,7 @@ def test_a_check_runs_locally_when_the_remote_cache_is_down(tmp_path: Path) -> N
             # New unit cache keys each time (mypy --bazel ignores --cache-dir), so that every unit
             # runs: the local process cache may not answer for the remote one.
             nonce = f"--mypy-args=['--cache-dir=.{server}']"
-            result = check(repo, "2.4.1", SEPARATE, nonce, *remote(address), "--stats-log")
+            result = check(repo, "2.4.1", *UNITS, nonce, *remote(address), "--stats-log")
         units, ran_units = ran(result)
         assert units == ran_units, server
         assert counter(result, "remote_cache_requests_cached") == 0

@@ -8,7 +8,7 @@ from pants.util.strutil import softwrap
 from cacheplug.subsystem import SharedCacheOptions
 
 
-UNIT_SIZE_DEFAULT = 50
+UNIT_SIZE_DEFAULT = 100
 
 
 class MyPyCacheOptions(SharedCacheOptions):
