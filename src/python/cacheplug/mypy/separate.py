@@ -6,10 +6,10 @@
     itself, so typeshed and the third-party requirements are analysed once;
   - units over mypy's own import graph (an import cycle is in one unit; modules consecutive in a
     dependency order joined, about `[mypy].separate_compilation_unit_size` files: unit_graph.py),
-    in dependency order, independent units concurrently: mypy on the unit's own files, given the base unit's
-    cache and the cache outputs of the modules its files import, transitively, with a placeholder
-    for the source of each that has a cache (the real source for each that has none). Its output:
-    its own modules' cache files only, without the source's identity (cutoff.py). Pants' process
+    in dependency order, independent units concurrently: mypy on the unit's own files, given the
+    base unit's cache and the cache outputs of the modules its files import, transitively, with a
+    placeholder for the source of each that has a cache (the real source for each that has none).
+    Its output: its own modules' cache files only, without the source's identity (cutoff.py). Pants' process
     cache (local, and remote) then reuses each unit whose inputs did not change, also after a
     body-only edit of a module it imports (early cutoff).
 
@@ -97,9 +97,9 @@ PLACEHOLDER = b"<cacheplug: this module's cache was given instead of its source;
 # An exit 1 with a Python traceback is a crash (an uncaught exception, e.g. in mypy 1.19 given a
 # meta without its data): 2. Then cutoff.py, by mypy's own Python `$PYTHON`, checks that no
 # placeholder was read (exit 3), normalizes the unit's metas listed in $OWN_METAS and moves the
-# unit's cache files to OUT_DIR; any other
-# failure of it is a crash too (2), never an exit 1 that would read as type errors. Bash
-# builtins only: the check must not depend on what the sandbox's PATH has.
+# unit's cache files to OUT_DIR; any other failure of it is a crash too (2), never an exit 1 that
+# would read as type errors. Bash builtins only: the check must not depend on what the sandbox's
+# PATH has.
 UNIT_WRAPPER = (
     f': > {STARTED}; "$@" 2> {MYPY_STDERR}; rc=$?; err=$(< {MYPY_STDERR}); [ -z "$err" ] || printf "%s\\n" "$err" >&2; '
     f'[ $rc -ne 1 ] || [[ $err != *"Traceback (most recent call last)"* ]] || rc=2; '
@@ -383,7 +383,8 @@ async def mypy_base_unit(request: BaseUnitRequest, bash: BashBinary) -> BaseUnit
 
 
 async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tuple[str, ...],
-                    given_cache: tuple[FileEntry, ...], sources: dict[str, FileEntry], bash: BashBinary) -> FallibleProcessResult:
+                    given_cache: tuple[FileEntry, ...], sources: dict[str, FileEntry],
+                    bash: BashBinary) -> FallibleProcessResult:
     """mypy on the unit's files, given `given_cache`, the real sources of its own files and of the
     modules of `closure` it has no cache for, and a placeholder for each of `cached`."""
     graph, tool = request.graph, request.tool
@@ -468,7 +469,8 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         recovered=recovered,
         unnormalized=int(unnormalized.group(1)) if unnormalized else 0,
     )
-    written = {path[len(OUT_DIR) + 1:]: e for path, e in file_entries(outputs).items() if path.startswith(f"{OUT_DIR}/")}
+    out = f"{OUT_DIR}/"
+    written = {path[len(out):]: e for path, e in file_entries(outputs).items() if path.startswith(out)}
     own = {f: tuple(FileEntry(p, written[p].file_digest) for p in cache_files(graph, [f]) if p in written) for f in files}
     return Unit(FrozenDict(own), report)
 
