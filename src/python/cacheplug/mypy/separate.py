@@ -63,7 +63,6 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
     RemovePrefix,
-    Snapshot,
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
@@ -483,7 +482,7 @@ class PartitionGraphRequest:
 @dataclass(frozen=True)
 class PartitionGraph:
     graph: UnitGraph
-    sources: Digest  # the files of the graph
+    sources: Digest  # the partition's sources: the graph's files and any others (a .py hidden by its .pyi)
     search_path: str
     imports: tuple[str, ...]  # imported modules that no first-party file provides: the base unit's
     why: str  # why the units are what they are, for the log line
@@ -525,9 +524,10 @@ async def partition_graph(request: PartitionGraphRequest, python_setup: PythonSe
     # Pants' parser leaves `from __future__ import ...` out; without it in the base, every unit
     # that has one would analyse `__future__` again.
     external = external_imports([*(n for names in imports.values() for n in names), "__future__"], set(modules.values()))
-    snapshot = await Get(Snapshot, DigestSubset(sources.snapshot.digest, PathGlobs(checked)))
     graph = batch(sccs, size)
-    return PartitionGraph(graph, snapshot.digest, ":".join(sorted({*roots.values()})), tuple(external),
+    # All the sources, not a DigestSubset of the graph's: units look their files up by path, and a
+    # subset by 1000 literal globs cost 0.24 s on every edit.
+    return PartitionGraph(graph, sources.snapshot.digest, ":".join(sorted({*roots.values()})), tuple(external),
                           graph_summary(sccs, graph, size, missing))
 
 
