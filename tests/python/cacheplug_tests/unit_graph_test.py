@@ -86,7 +86,7 @@ def test_batched_units_keep_mypy_order_and_cost_fewer_processes() -> None:
     for size in (5, 20, 100):
         graph = batch(sccs, size)
         check_batched(graph, edges, size)
-        assert len(graph.units) <= 400 * 2 / size + 1  # about size files each, across layers
+        assert len(graph.units) <= 400 * 4 / size + 2  # about size files each (half for sinks), across layers
         assert any(set(cycle) <= set(unit) for unit in graph.units)  # a cycle is never split
 
 
@@ -113,9 +113,25 @@ def test_a_deep_import_chain_is_cut_into_units_of_about_the_size() -> None:
 
 
 def test_a_unit_is_given_what_it_imports_not_what_is_joined_with_that() -> None:
-    modules = {f"{m}.py": m for m in ("base", "leaf", "used", "user")}
-    edges = {"base.py": set(), "leaf.py": {"base.py"}, "used.py": {"base.py"}, "user.py": {"used.py"}}
+    modules = {f"{m}.py": m for m in ("base", "leaf", "used", "user", "top")}
+    edges = {"base.py": set(), "leaf.py": {"base.py"}, "used.py": {"base.py"}, "user.py": {"used.py"},
+             "top.py": {"leaf.py", "user.py"}}
     graph = batch(condense(edges, modules), 7)  # 7: the names' hashes cut before user.py only
-    assert graph.units == (("base.py", "leaf.py", "used.py"), ("user.py",))
+    assert graph.units == (("base.py", "leaf.py", "used.py"), ("user.py",), ("top.py",))
     assert graph.closure(1) == ("base.py", "used.py")  # not leaf.py: editing it leaves user's inputs alone
     assert graph.closure(0) == ()
+
+
+def test_modules_nothing_imports_come_last_in_smaller_units() -> None:
+    """Where most edits land: an edit there re-checks about half a unit, and no unit waits."""
+    modules, edges = random_project(400, 3)
+    imported = {d for ds in edges.values() for d in ds}
+    graph = batch(condense(edges, modules), 20)
+    check_batched(graph, edges, 20)
+    kinds = [{f in imported for f in unit} for unit in graph.units]
+    assert all(len(k) == 1 for k in kinds)  # no unit mixes them
+    first_sinks = kinds.index({False})
+    assert all(k == {True} for k in kinds[:first_sinks]) and all(k == {False} for k in kinds[first_sinks:])
+    sink_units = graph.units[first_sinks:]
+    assert max(map(len, sink_units)) <= 20 < max(map(len, graph.units[:first_sinks]))
+    assert len(sink_units) > (400 - len(imported)) / 20  # smaller than the others: more of them

@@ -45,7 +45,8 @@ class MyPyCacheOptions(SharedCacheOptions):
             much as checking tens of modules, so units of single modules make a cold check many
             times slower than one whole-partition run; larger units re-check more modules after an
             edit. Modules are joined in a dependency order (a unit may hold a module and modules
-            it imports); units that do not import each other run in parallel. Default
+            it imports; modules that nothing imports last, in units of half the size, since
+            most edits land there); units that do not import each other run in parallel. Default
             {UNIT_SIZE_DEFAULT}: see bench/RESULTS.md.
             """
         ),
