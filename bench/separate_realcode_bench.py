@@ -11,7 +11,10 @@ a new import cycle, a removed module), and after each, `pants check ::` twice: w
 with no cache (`--mypy-shared-cache=off`: the oracle) and separate compilation. Their diagnostics
 (sorted lines and the summary) and exit codes must be equal; a difference is printed with the
 edits that led to it. The table gives, per project and version: steps, differences, units, and
-the wall time of the separate run, cold and the median after an edit, beside the oracle's.
+the wall time of the separate run, cold and the median after an edit, beside the oracle's, and
+"cold s/w": the separate run's cold time over the oracle's median after edits (a cold whole-repo
+check with Pants' PEXes already built, as the separate cold run has them; the oracle's own first
+run also builds them).
 `--unit-size` is `[mypy].separate_compilation_unit_size`: 1 (one unit per import-graph component)
 by default, so that every import crosses a unit boundary; these projects would be one unit or two
 of the option's default size.
@@ -88,11 +91,12 @@ def main() -> None:
                 print(f"{project} mypy {version}: {row['steps']} steps, {row['differences']} differences", flush=True)
     med = statistics.median
     print(f"\n{'project':<15} {'mypy':<7} {'modules':>7} {'units':>5} {'steps':>5} {'diffs':>5} "
-          f"{'cold: whole':>11} {'separate':>8} {'edit: whole':>11} {'separate':>8}")
+          f"{'cold: whole':>11} {'separate':>8} {'edit: whole':>11} {'separate':>8} {'cold s/w':>8}")
     for r in rows:
         edits = slice(1, None) if r["steps"] > 1 else slice(0, None)
         print(f"{r['project']:<15} {r['mypy']:<7} {r['modules']:>7} {r['units']:>5} {r['steps']:>5} {r['differences']:>5} "
-              f"{r['cold'][0]:>10.1f}s {r['separate'][0]:>7.1f}s {med(r['cold'][edits]):>10.1f}s {med(r['separate'][edits]):>7.1f}s")
+              f"{r['cold'][0]:>10.1f}s {r['separate'][0]:>7.1f}s {med(r['cold'][edits]):>10.1f}s {med(r['separate'][edits]):>7.1f}s "
+              f"{r['separate'][0] / med(r['cold'][edits]):>8.2f}")
     print(f"\n{sum(r['differences'] for r in rows)} differences in {sum(r['steps'] for r in rows)} steps")
 
 

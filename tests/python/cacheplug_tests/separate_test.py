@@ -97,4 +97,3 @@ def test_merge_is_a_union_and_a_conflict_goes_to_the_first_list() -> None:
     assert merged == {"pkg/m.meta.json": "a", "pkg/a.meta.json": "b", "pkg/b.meta.json": "d"}
     reverse = {e.path: e.file_digest.fingerprint[0] for e in first_wins([dep, own])}
     assert reverse["pkg/m.meta.json"] == "c"
-    assert first_wins([own, dep]) == first_wins([own, dep])  # deterministic
