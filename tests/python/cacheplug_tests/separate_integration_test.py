@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cacheplug.mypy.separate import OUT_DIR
 from cacheplug_tests.pants_repo import PantsResult
 from cacheplug_tests.separatekit import (
     EXTRA_FILES,
@@ -49,6 +50,11 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
     units, ran_first = ran(first)
     assert units == ran_first == len(generated.modules) + len(EXTRA_FILES) - 2  # the cycle is one unit; BUILD none
     assert len(first_caches) == units + 1  # and the base unit
+    # A unit that no unit imports keeps no cache (nothing would read it); an imported one does.
+    kept = {unit: [p for p in files if p.startswith(f"{OUT_DIR}/")] for unit, files in first_caches.items()}
+    sinks = {f"Run MyPy on src/{n}.py" for n in generated.modules if not any(n in m.deps for m in generated.modules.values())}
+    assert "Run MyPy on src/m39.py" in sinks and all(kept[unit] == [] for unit in sinks)
+    assert any(files for unit, files in kept.items() if unit not in sinks)
     assert_same_as_cold(first)
     for expected in ("src/cyc_b.py:8: error:", "src/uses_cycle.py:3: error:", "src/third.py:10: error:",
                      "src/m0.py:", "src/m39.py:"):

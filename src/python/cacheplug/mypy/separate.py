@@ -399,7 +399,10 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
         *programs(CACHE_PATHS, CUTOFF), FileContent(PLACEHOLDERS, listing),
     ]))
     input_digest = await Get(Digest, MergeDigests([tool.digest, inputs]))
-    metas = [o for o in cache_files(graph, files) if o.endswith((".meta.json", ".meta.ff"))]
+    # A unit that no unit imports keeps no cache (mypy writes one; it stays in the sandbox): only
+    # importers would read it, and it would cost a capture and space in the local and remote cache.
+    keeps_cache = request.index in graph.imported
+    metas = [o for o in cache_files(graph, files) if o.endswith((".meta.json", ".meta.ff"))] if keeps_cache else []
     # `$PYTHON` with a slash: bash would look a bare name up in PATH (or, without one, in `.`),
     # and Pants' python shim finds the sandbox by the path it was started as.
     process = await Get(
@@ -411,7 +414,7 @@ async def _run_unit(request: UnitRequest, closure: tuple[str, ...], cached: tupl
             extra_env={**tool.env, **SEPARATE_ENV, "PEX_EXTRA_SYS_PATH": request.search_path,
                        "MYPYPATH": request.search_path, "PYTHON": os.path.join(".", tool.pex.python.path),
                        "OWN_METAS": " ".join(metas)},
-            output_directories=(OUT_DIR,),
+            output_directories=(OUT_DIR,) if keeps_cache else (),
             description=f"Run MyPy on {files[0]}" + (f" and {pluralize(len(files) - 1, 'more file')}" if len(files) > 1 else ""),
             level=LogLevel.DEBUG,
         ),

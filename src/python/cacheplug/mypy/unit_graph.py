@@ -34,11 +34,13 @@ class UnitGraph:
     edges: Mapping[str, tuple[str, ...]] = field(repr=False)  # file -> the files it depends on
     fingerprint: str = field(init=False, repr=False)
     unit_of: Mapping[str, int] = field(init=False, repr=False)  # file -> the index of its unit
+    imported: frozenset[int] = field(init=False, repr=False)  # the units some other unit imports
 
     def __post_init__(self) -> None:
         content = json.dumps([self.units, self.deps, sorted(self.modules.items()), sorted(self.edges.items())])
         object.__setattr__(self, "fingerprint", hashlib.sha256(content.encode()).hexdigest())
         object.__setattr__(self, "unit_of", {f: i for i, unit in enumerate(self.units) for f in unit})
+        object.__setattr__(self, "imported", frozenset(d for deps in self.deps for d in deps))
 
     def closure(self, index: int) -> tuple[str, ...]:
         """The files that the unit's files import, transitively, outside the unit: all that mypy
@@ -168,7 +170,7 @@ def batch(graph: UnitGraph, size: int) -> UnitGraph:
     layer: list[int] = []
     for deps in graph.deps:  # dependencies come first: their layers are known
         layer.append(1 + max((layer[d] for d in deps), default=-1))
-    imported = {d for deps in graph.deps for d in deps}
+    imported = graph.imported
     groups: list[list[int]] = [[]]
     files = 0
     for i in sorted(range(len(graph.units)), key=lambda i: (i not in imported, layer[i], graph.units[i])):
