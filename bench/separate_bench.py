@@ -1,6 +1,6 @@
 """Benchmark: mypy separate compilation vs whole-repo cacheplug.mypy vs Pants' builtin backend.
 
-    ./pants run bench/separate_bench.py -- [--modules 1000] [--repeats 1] [--unit-sizes 1,20,50]
+    ./pants run bench/separate_bench.py -- [--modules 1000] [--repeats 1] [--samples 3] [--unit-sizes 1,20,50]
 
 Same generated project as bench/mypy_bench.py, in one run, pantsd warm, Pants' default mypy
 (1.1.1) or `--mypy VERSION`.
@@ -8,6 +8,8 @@ Separate compilation runs once per `--unit-sizes` value (`[mypy].separate_compil
 default: the option's default).
 Scenarios: cold; one leaf-module body edit; one core-module body edit (the module most others
 import); one core-module interface edit (its `f` changes return type: its importers get errors).
+Each repeat is a new generated project; body edits are made `--samples` times per repeat. Each
+edit writes the one edited file, and every mode takes its turn before the next step.
 
 How each mode is made to really run (pantsd memoizes processes whose inputs did not change):
   - whole-repo modes: `--no-local-cache` and a one-line module that changes every run, as in
@@ -60,11 +62,18 @@ def timed_separate(repo: PantsRepo, cold_nonce: int, unit_size: str) -> tuple[fl
     return elapsed, int(match.group(2)), int(match.group(1)) - int(match.group(2))
 
 
+def unit_size_of(mode: str) -> str:
+    """`separate 50` -> `50`; `separate default` -> `` (the option's default)."""
+    return mode.split(" ")[1].replace("default", "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modules", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--mypy", default="", help="a mypy version instead of Pants' default (1.1.1)")
+    parser.add_argument("--samples", type=int, default=3, help="body edits of each kind per repeat (each module's body "
+                        "edited again: every sample runs), every mode in turn")
     parser.add_argument("--unit-sizes", default="", help="comma-separated [mypy].separate_compilation_unit_size values")
     args = parser.parse_args()
     modes = {**MODES, **{f"separate {size or 'default'}": ("cacheplug.mypy", None) for size in args.unit_sizes.split(",")}}
@@ -84,32 +93,38 @@ def main() -> None:
     }
     try:
         for rep in range(args.repeats):
-            for mode, repo in repos.items():  # interleaved: all see the same machine load
-                project = Project.generate(args.modules, random.Random(rep))
-                leaf, core = leaf_and_core(project)
+            projects = {mode: Project.generate(args.modules, random.Random(rep)) for mode in modes}
+            for mode, repo in repos.items():
                 shutil.rmtree(repo.root / "src", ignore_errors=True)
-                repo.write({"src/BUILD": "python_sources()\n", **project.render()})
-                named_cache = modes[mode][1]
-                unit_size = mode.split(" ")[1].replace("default", "") if not named_cache else ""
-                if named_cache:
+                repo.write({"src/BUILD": "python_sources()\n", **projects[mode].render()})
+                if modes[mode][1]:
                     timed(repo)  # warms pantsd and builds the tool PEXes; not measured
-                    shutil.rmtree(repo.named_caches / named_cache, ignore_errors=True)
                 else:
-                    timed_separate(repo, -1 - rep, unit_size)  # the same warm-up
-                for scenario in SCENARIOS:
+                    timed_separate(repo, -1 - rep, unit_size_of(mode))  # the same warm-up
+            # Scenario by scenario, every mode in turn: all see about the same machine load.
+            for scenario in [s for s in SCENARIOS for _ in range(args.samples if "body" in s else 1)]:
+                for mode, repo in repos.items():
+                    project, named_cache = projects[mode], modes[mode][1]
+                    leaf, core = leaf_and_core(project)
+                    before = project.render()
                     if scenario == "leaf body":
                         project.modules[leaf].body += 1
                     elif scenario == "core body":
                         project.modules[core].body += 1
                     elif scenario == "core interface":
                         project.modules[core].returns_int = not project.modules[core].returns_int
-                    repo.write(project.render())
+                    # The edited file only, as an editor saves it (rewriting all 1000 makes Pants
+                    # re-read them all, more of a `git checkout` than an edit).
+                    repo.write({path: text for path, text in project.render().items() if before.get(path) != text})
                     if named_cache:
+                        if scenario == "cold":
+                            shutil.rmtree(repo.named_caches / named_cache, ignore_errors=True)
                         times[mode][scenario].append(timed(repo))
                     else:
-                        elapsed, ran, reused = timed_separate(repo, rep, unit_size)
+                        elapsed, ran, reused = timed_separate(repo, rep, unit_size_of(mode))
                         times[mode][scenario].append(elapsed)
                         processes[mode][scenario].append((ran, reused))
+            for mode in modes:
                 print(f"  repeat {rep + 1}/{args.repeats} {mode}: "
                       + ", ".join(f"{s} {times[mode][s][-1]:.1f}s" for s in SCENARIOS), flush=True)
     finally:
@@ -117,7 +132,8 @@ def main() -> None:
             repo.stop_pantsd()
         shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
-    print(f"\npants check, pantsd warm, mypy {args.mypy or '(Pants default)'} (median of {args.repeats}):")
+    print(f"\npants check, pantsd warm, mypy {args.mypy or '(Pants default)'} (medians of {args.repeats} repeats; "
+          f"body edits: {args.repeats * args.samples} samples):")
     print("  (s) separate compilation, (w) whole-repo cacheplug.mypy, (b) Pants' builtin backend")
     for mode in separate_modes:
         print(f"  (s) = {mode} (unit size)")
