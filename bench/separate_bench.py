@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo
-from cacheplug_tests.separatekit import REPO_TOML
+from cacheplug_tests.separatekit import REPO_TOML, sync
 from mypy_bench import leaf_and_core, timed
 
 MODES = {
@@ -115,7 +115,7 @@ def main() -> None:
                         project.modules[core].returns_int = not project.modules[core].returns_int
                     # The edited file only, as an editor saves it (rewriting all 1000 makes Pants
                     # re-read them all, more of a `git checkout` than an edit).
-                    repo.write({path: text for path, text in project.render().items() if before.get(path) != text})
+                    sync(repo, before, project.render())
                     if named_cache:
                         if scenario == "cold":
                             shutil.rmtree(repo.named_caches / named_cache, ignore_errors=True)
