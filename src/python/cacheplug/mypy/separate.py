@@ -30,6 +30,7 @@ only); a crash (exit 2, a signal) fails the process and is never cached.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pkgutil
@@ -191,6 +192,7 @@ class UnitReport:
     source: ProcessResultMetadata.Source  # RAN, or where Pants' process cache had it
     recovered: bool = False  # re-ran with real sources: a placeholder was not enough (cutoff.py)
     unnormalized: int = 0  # metas cutoff.py could not normalize (no early cutoff for them)
+    elapsed_ms: int | None = None  # the process's run time as Pants measured it (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -452,8 +454,10 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
     source_entries = file_entries(sources)
     result = await _run_unit(request, closure, cached, given_cache, source_entries, bash)
     recovered = bool(cached) and result.exit_code != 0  # a placeholder was read, or mypy crashed
+    elapsed = [result.metadata.total_elapsed_ms]
     if recovered:
         result = await _run_unit(request, closure, (), given_cache, source_entries, bash)
+        elapsed.append(result.metadata.total_elapsed_ms)
     outputs, exit_code = await MultiGet(
         Get(DigestEntries, Digest, result.output_digest),
         Get(ExitCode, ExitCodeRequest(result)),
@@ -470,6 +474,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         source=result.metadata.source(run_id),
         recovered=recovered,
         unnormalized=int(unnormalized.group(1)) if unnormalized else 0,
+        elapsed_ms=None if None in elapsed else sum(elapsed),
     )
     out = f"{OUT_DIR}/"
     written = {path[len(out):]: e for path, e in file_entries(outputs).items() if path.startswith(out)}
@@ -551,6 +556,20 @@ def graph_summary(sccs: UnitGraph, graph: UnitGraph, size: int, missing: Iterabl
     return "; ".join(parts)
 
 
+def timeline(graph: UnitGraph, base: ProcessResultMetadata, reports: list[UnitReport]) -> str:
+    """The units' DAG with each unit's process time, as one JSON object: what a cold check's
+    critical path and its time on more machines follow from (bench/remote_exec_bench.py). A unit
+    waits for the units of every module in its closure (see mypy_unit), and all for the base."""
+    return json.dumps({
+        "base_ms": base.total_elapsed_ms,
+        "units": [
+            {"first": r.description, "files": len(r.files), "ms": r.elapsed_ms, "source": r.source.value,
+             "after": sorted({graph.unit_of[f] for f in graph.closure(i)})}
+            for i, r in enumerate(reports)
+        ],
+    })
+
+
 @rule(desc="Typecheck using MyPy (separate compilation)", level=LogLevel.DEBUG)
 async def mypy_separate_check(request: SeparateCheckRequest, global_options: GlobalOptions) -> CheckResult:
     partition, tool = request.partition, request.tool
@@ -563,6 +582,8 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
         for i in range(len(graph.units))
     )
     reports = [u.report for u in results]
+    if logger.isEnabledFor(logging.DEBUG):  # e.g. --log-levels-by-target="{'cacheplug.mypy.separate': 'debug'}"
+        logger.debug(f"mypy separate compilation timeline: {timeline(graph, base.result.metadata, reports)}")
     cut_off, recovered = cutoff_counts(graph, reports)
     unnormalized = sum(r.unnormalized for r in reports)
     if unnormalized:  # results stay right; only edits re-run more than they need to
