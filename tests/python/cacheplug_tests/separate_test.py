@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pants.engine.fs import FileDigest, FileEntry
 from pants.engine.process import ProcessResultMetadata
 
@@ -14,6 +16,7 @@ from cacheplug.mypy.separate import (
     module_prefix,
     own_lines,
     summary,
+    timeline,
 )
 from cacheplug.mypy.unit_graph import module_name, unit_graph
 
@@ -82,6 +85,20 @@ def test_cutoff_counts_units_reused_although_a_unit_they_import_from_ran() -> No
     assert cutoff_counts(graph, reports) == (2, 1)  # lib and app (through lib); other imports nothing
     nothing_ran = [UnitReport(u[0], u, 0, "", hit) for u in graph.units]
     assert cutoff_counts(graph, nothing_ran) == (0, 0)
+
+
+def test_timeline_gives_each_unit_its_time_and_every_unit_it_waits_for() -> None:
+    modules = {"core.py": "core", "lib.py": "lib", "app.py": "app", "other.py": "other"}
+    graph = unit_graph(modules, {"core.py": [], "lib.py": ["core"], "app.py": ["lib"], "other.py": []})
+    reports = [UnitReport(u[0], u, 0, "", RAN, elapsed_ms=10 * (i + 1)) for i, u in enumerate(graph.units)]
+    line = json.loads(timeline(graph, 7, reports))
+    assert line["base_ms"] == 7
+    index = {u[0]: i for i, u in enumerate(graph.units)}
+    by_first = {u["first"]: u for u in line["units"]}
+    # app waits for lib's unit and, through it, core's: the model's critical path needs both.
+    assert by_first["app.py"]["after"] == sorted([index["lib.py"], index["core.py"]])
+    assert by_first["other.py"]["after"] == by_first["core.py"]["after"] == []
+    assert [u["ms"] for u in line["units"]] == [r.elapsed_ms for r in reports]
 
 
 def _entries(files: dict[str, str]) -> list[FileEntry]:

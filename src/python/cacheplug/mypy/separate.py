@@ -556,12 +556,12 @@ def graph_summary(sccs: UnitGraph, graph: UnitGraph, size: int, missing: Iterabl
     return "; ".join(parts)
 
 
-def timeline(graph: UnitGraph, base: ProcessResultMetadata, reports: list[UnitReport]) -> str:
+def timeline(graph: UnitGraph, base_ms: int | None, reports: list[UnitReport]) -> str:
     """The units' DAG with each unit's process time, as one JSON object: what a cold check's
     critical path and its time on more machines follow from (bench/remote_exec_bench.py). A unit
     waits for the units of every module in its closure (see mypy_unit), and all for the base."""
     return json.dumps({
-        "base_ms": base.total_elapsed_ms,
+        "base_ms": base_ms,
         "units": [
             {"first": r.description, "files": len(r.files), "ms": r.elapsed_ms, "source": r.source.value,
              "after": sorted({graph.unit_of[f] for f in graph.closure(i)})}
@@ -583,7 +583,7 @@ async def mypy_separate_check(request: SeparateCheckRequest, global_options: Glo
     )
     reports = [u.report for u in results]
     if logger.isEnabledFor(logging.DEBUG):  # e.g. --log-levels-by-target="{'cacheplug.mypy.separate': 'debug'}"
-        logger.debug(f"mypy separate compilation timeline: {timeline(graph, base.result.metadata, reports)}")
+        logger.debug(f"mypy separate compilation timeline: {timeline(graph, base.result.metadata.total_elapsed_ms, reports)}")
     cut_off, recovered = cutoff_counts(graph, reports)
     unnormalized = sum(r.unnormalized for r in reports)
     if unnormalized:  # results stay right; only edits re-run more than they need to
