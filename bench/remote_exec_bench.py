@@ -1,10 +1,12 @@
 """Benchmark: separate compilation executed on a REAPI remote execution engine, and a model for scale.
 
-    ./pants run bench/remote_exec_bench.py -- [--projects rich,werkzeug] [--mypy 2.4.1,1.19.1] \\
+    ./pants run bench/remote_exec_bench.py -- [--projects rich,werkzeug,generated-1000] [--mypy 2.4.1,1.19.1] \\
         [--unit-size 1] [--jobs 2]
 
 Each project is a real package's sdist from PyPI (tests/python/cacheplug_tests/realcode.py),
-checked with `strict = True` and `ignore_missing_imports = True`. For each project and mypy
+checked with `strict = True` and `ignore_missing_imports = True`, or `generated-N`: the tests'
+generated project of N modules in a layered import DAG (real packages are mostly one large import
+cycle, which is one unit: the DAG shows what more workers can do). For each project and mypy
 version, two checkouts, each with pantsd and its own empty caches:
   - local: `pants check ::` with whole-repo mypy and no cache (the oracle; it also builds the
     tools' PEXes), then a cold separate-compilation check, timed;
@@ -23,15 +25,26 @@ import argparse
 import heapq
 import json
 import os
+import random
 import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
+from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo, PantsResult
 from cacheplug_tests.realcode import SDISTS, fetch
 from cacheplug_tests.remotekit import remote_engine, remote_execution_flags
-from cacheplug_tests.separatekit import SEPARATE, counter, diagnostics, mypy_version_args, ran, realcode_repo
+from cacheplug_tests.separatekit import (
+    SEPARATE,
+    counter,
+    diagnostics,
+    mypy_version_args,
+    project_repo,
+    ran,
+    realcode_repo,
+)
 
 ENGINE_SCRIPT = Path(__file__).parent / "remote_exec.sh"
 TIMELINE = """--log-levels-by-target={"cacheplug.mypy.separate": "debug"}"""
@@ -90,12 +103,20 @@ def timed(repo: PantsRepo, *args: str) -> tuple[PantsResult, float]:
     return result, time.perf_counter() - start
 
 
-def bench(project: str, version: str, unit_size: int, engine: dict[str, str], work: Path) -> dict:
+def repo_maker(project: str) -> Callable[[Path], PantsRepo]:
+    if project.startswith("generated-"):
+        generated = Project.generate(int(project.split("-", 1)[1]), random.Random(0))
+        return lambda root: project_repo(root, generated)
     files = fetch(SDISTS[project])
+    return lambda root: realcode_repo(root, files)
+
+
+def bench(project: str, version: str, unit_size: int, engine: dict[str, str], work: Path) -> dict:
+    make_repo = repo_maker(project)
     mypy = mypy_version_args(version)
     separate = (*mypy, SEPARATE, f"--mypy-separate-compilation-unit-size={unit_size}")
-    local = realcode_repo(work / f"{project}-{version}-local", files)
-    remote = realcode_repo(work / f"{project}-{version}-remote", files)
+    local = make_repo(work / f"{project}-{version}-local")
+    remote = make_repo(work / f"{project}-{version}-remote")
     try:
         oracle, _ = timed(local, *mypy, "--mypy-shared-cache=off")
         local_cold, local_s = timed(local, *separate)
@@ -121,7 +142,7 @@ def bench(project: str, version: str, unit_size: int, engine: dict[str, str], wo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--projects", default="rich,werkzeug")
+    parser.add_argument("--projects", default="rich,werkzeug,generated-1000")
     parser.add_argument("--mypy", default="2.4.1,1.19.1")
     parser.add_argument("--unit-size", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="actions the engine runs at a time")
