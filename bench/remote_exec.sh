@@ -99,7 +99,8 @@ start() {
   check_bubblewrap
   venv="$(buildgrid_venv)"
   bb="$(buildbox_dir "$venv/bin/python")"
-  mapfile -t mounts < <(mount_args)
+  mounts="$(mount_args)" || exit 1  # (a process substitution would swallow its errors)
+  mapfile -t mounts <<<"$mounts"
   max="${CACHEPLUG_REMOTE_EXEC_MAX_SECONDS:-3600}"
   casd_port="$(free_port "$venv/bin/python")"
   # The runner finds bwrap on PATH.
