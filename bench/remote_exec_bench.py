@@ -149,6 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     os.environ["CACHEPLUG_REMOTE_EXEC_JOBS"] = str(args.jobs)  # read by remote_exec.sh
+    os.environ.setdefault("CACHEPLUG_REMOTE_EXEC_MAX_SECONDS", str(12 * 3600))  # outlive a long bench
     with tempfile.TemporaryDirectory(prefix="cacheplug-remote-exec-") as work:
         with remote_engine(ENGINE_SCRIPT, Path(work) / "engine") as engine:
             for project in args.projects.split(","):
