@@ -59,9 +59,10 @@ wait_for_port() {  # NAME PID PORT LOG
   return 1
 }
 
-# Stops a process started by a start command: TERM, up to 10 s, then KILL.
+# Stops a server started under `timeout` (which leads its own process group): TERM to the group,
+# up to 10 s, then KILL to the group, so that a server slow to exit is not left behind.
 stop_pid() {  # PID
-  kill "$1" 2>/dev/null || true
+  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
+  kill -KILL -- "-$1" 2>/dev/null || true
 }

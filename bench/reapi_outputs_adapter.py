@@ -85,16 +85,35 @@ class Adapter:
             new = self.rewritten(request)
         except (LookupError, OSError) as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        for operation in self.execution.Execute(new):
-            yield operation.SerializeToString()
+        yield from relay_stream(self.execution.Execute, new, context)
 
     def pass_unary_stream(self, method: str):
         call = self.channel.unary_stream(method)
-        return lambda raw, context: call(raw)
+        return lambda raw, context: relay_stream(call, raw, context)
 
     def pass_unary_unary(self, method: str):
         call = self.channel.unary_unary(method)
-        return lambda raw, context: call(raw)
+
+        def relay(raw: bytes, context: grpc.ServicerContext) -> bytes:
+            try:
+                return call(raw)
+            except grpc.RpcError as e:
+                context.abort(e.code(), e.details())
+
+        return relay
+
+
+def relay_stream(call, request, context: grpc.ServicerContext):
+    """The engine's replies, as bytes, with its status on failure (the client retries by code:
+    an UNAVAILABLE must not become UNKNOWN); a client that goes away cancels the engine's call,
+    so that a cancelled action does not hold a job slot."""
+    replies = call(request)
+    context.add_callback(replies.cancel)
+    try:
+        for reply in replies:
+            yield reply if isinstance(reply, bytes) else reply.SerializeToString()
+    except grpc.RpcError as e:
+        context.abort(e.code(), e.details())
 
 
 class Handler(grpc.GenericRpcHandler):
@@ -114,7 +133,7 @@ class Handler(grpc.GenericRpcHandler):
 
 def main() -> None:
     port, engine = sys.argv[1:]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=128))  # Pants' default RPC concurrency
     server.add_generic_rpc_handlers([Handler(Adapter(engine))])
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()

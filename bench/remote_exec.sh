@@ -95,7 +95,10 @@ start() {
   local dir="$1" venv bb casd_port adapter_port casd_pid adapter_pid max mounts
   mkdir -p "$dir/cas" "$dir/worker-caches"
   dir="$(cd "$dir" && pwd -P)"
-  [[ -e "$dir/pids" ]] && die "$dir/pids exists: an engine may be running; stop it first"
+  # Created exclusively: of two starts on one DIR, the second stops here.
+  (set -C; : >"$dir/pids") 2>/dev/null || die "$dir/pids exists: an engine may be running; stop it first"
+  # From here on, a failure stops what was started and frees DIR.
+  trap 'stop "$dir"' EXIT
   check_bubblewrap
   venv="$(buildgrid_venv)"
   bb="$(buildbox_dir "$venv/bin/python")"
@@ -110,14 +113,15 @@ start() {
     --runner-arg=--bind-mount="$dir/worker-caches:$dir/worker-caches" \
     "$dir/cas" >"$dir/casd.log" 2>&1 </dev/null &
   casd_pid=$!
-  echo "$casd_pid" >"$dir/pids"
-  wait_for_port buildbox-casd "$casd_pid" "$casd_port" "$dir/casd.log" || { stop "$dir"; exit 1; }
+  echo "$casd_pid" >>"$dir/pids"
+  wait_for_port buildbox-casd "$casd_pid" "$casd_port" "$dir/casd.log" || exit 1
   adapter_port="$(free_port "$venv/bin/python")"
   timeout "$max" "$venv/bin/python" "$REAPI_HOME/reapi_outputs_adapter.py" "$adapter_port" "127.0.0.1:$casd_port" \
     >"$dir/adapter.log" 2>&1 </dev/null &
   adapter_pid=$!
   echo "$adapter_pid" >>"$dir/pids"
-  wait_for_port "the output adapter" "$adapter_pid" "$adapter_port" "$dir/adapter.log" || { stop "$dir"; exit 1; }
+  wait_for_port "the output adapter" "$adapter_pid" "$adapter_port" "$dir/adapter.log" || exit 1
+  trap - EXIT
   echo "remote_store_address=grpc://127.0.0.1:$casd_port"
   echo "remote_execution_address=grpc://127.0.0.1:$adapter_port"
   echo "remote_execution_append_only_caches_base_path=$dir/worker-caches"

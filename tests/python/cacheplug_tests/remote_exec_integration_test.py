@@ -10,6 +10,7 @@ action cache: nothing of the check runs again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -28,18 +29,24 @@ def check(repo: PantsRepo, *args: str) -> PantsResult:
     return result
 
 
-def test_every_unit_runs_on_the_engine_and_reports_what_local_mypy_does(tmp_path: Path) -> None:
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The engine's options for Pants; started before anything else, so a skip costs nothing."""
+    try:
+        with remote_engine(ENGINE_SCRIPT, tmp_path / "engine") as options:
+            yield options
+    except EngineUnavailable as e:
+        pytest.skip(str(e))
+
+
+def test_every_unit_runs_on_the_engine_and_reports_what_local_mypy_does(tmp_path: Path, engine: dict[str, str]) -> None:
     generated = project()
     local = project_repo(tmp_path / "local", generated)
     cold = check(local, "--mypy-shared-cache=off")  # whole-repo mypy, no cache
     separate = check(local, *UNITS)
     units, _ = ran(separate)
-    try:
-        with remote_engine(ENGINE_SCRIPT, tmp_path / "engine") as engine:
-            executed = check(project_repo(tmp_path / "r", generated), *UNITS, *remote_execution_flags(engine))
-            elsewhere = check(project_repo(tmp_path / "elsewhere" / "b", generated), *UNITS, *remote_execution_flags(engine))
-    except EngineUnavailable as e:
-        pytest.skip(str(e))
+    executed = check(project_repo(tmp_path / "r", generated), *UNITS, *remote_execution_flags(engine))
+    elsewhere = check(project_repo(tmp_path / "elsewhere" / "b", generated), *UNITS, *remote_execution_flags(engine))
 
     assert ran(executed) == (units, units)
     # Every unit, the base unit and the PEXes they run ran on the engine; nothing here.

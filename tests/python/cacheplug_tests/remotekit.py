@@ -3,14 +3,14 @@ test and benchmark: started, turned into Pants flags, stopped."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from cacheplug_tests.mypykit import find_python311
 
 # The script exits with this status when bubblewrap is missing or cannot sandbox on this machine.
 NO_SANDBOX = 3
@@ -20,30 +20,21 @@ class EngineUnavailable(Exception):
     """bubblewrap cannot run here: the engine cannot sandbox actions (the message says why)."""
 
 
-def python311() -> str:
-    """The CPython 3.11 the workers run units with: as remote_exec.sh's helpers find it."""
-    found = shutil.which("python3.11")
-    candidates = [found] if found and "/shims/" not in found else []
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates += sorted(glob.glob(f"{root}/versions/3.11*/bin/python3.11"))
-    if not candidates:
-        raise RuntimeError("no CPython 3.11 on PATH or under pyenv: the remote-execution engine's units need one")
-    return candidates[0]
-
-
 @contextmanager
 def remote_engine(script: Path | str, state: Path) -> Iterator[dict[str, str]]:
     """The options remote_exec.sh printed (remote_store_address, ...); the engine runs meanwhile.
-    The Pants that runs the nested Pants (this interpreter's venv) is mounted on the workers: Pants
-    runs some processes (interpreter discovery) with it."""
-    env = {**os.environ, "CACHEPLUG_REMOTE_EXEC_MOUNTS": sys.prefix}  # the path it is run by
-    started = subprocess.run(["bash", str(script), "start", str(state)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=900)
-    if started.returncode == NO_SANDBOX:
-        raise EngineUnavailable(started.stderr.strip())
-    assert started.returncode == 0, started.stderr
+    Mounted on the workers besides the script's defaults: the venv of the Pants that runs the
+    nested Pants, by the path it is run by (Pants runs interpreter discovery with it), and the
+    interpreter the units run with (see remote_execution_flags)."""
+    mounts = [os.environ.get("CACHEPLUG_REMOTE_EXEC_MOUNTS", ""), sys.prefix, str(Path(find_python311()).parent.parent)]
+    env = {**os.environ, "CACHEPLUG_REMOTE_EXEC_MOUNTS": ":".join(filter(None, mounts))}
     try:
-        yield dict(line.split("=", 1) for line in started.stdout.split())
+        started = subprocess.run(["bash", str(script), "start", str(state)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=900)
+        if started.returncode == NO_SANDBOX:
+            raise EngineUnavailable(started.stderr.strip())
+        assert started.returncode == 0, started.stderr
+        yield dict(line.split("=", 1) for line in started.stdout.splitlines())
     finally:
         subprocess.run(["bash", str(script), "stop", str(state)], check=True, timeout=60)
 
@@ -59,5 +50,5 @@ def remote_execution_flags(options: dict[str, str]) -> tuple[str, ...]:
         f"--remote-store-address={options['remote_store_address']}",
         f"--remote-execution-append-only-caches-base-path={options['remote_execution_append_only_caches_base_path']}",
         "--remote-execution-extra-platform-properties=network=on",
-        f"--python-bootstrap-search-path=['{Path(python311()).parent}']",
+        f"--python-bootstrap-search-path=['{Path(find_python311()).parent}']",
     )
