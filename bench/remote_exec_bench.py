@@ -27,6 +27,7 @@ import json
 import os
 import random
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -168,6 +169,9 @@ def main() -> None:
               + " ".join(f"{r[f'W={w}']:>6.1f}s" for w in WORKERS))
     print("remote ok: processes executed on the engine / executed locally; same: diagnostics and exit code of the "
           "remote check == local separate == cold whole-repo")
+    differing = [f"{r['project']} mypy {r['mypy']}" for r in rows if not r["same"]]
+    if differing:
+        sys.exit(f"DIFFERENCE: the remote check's diagnostics differ from local ones for {', '.join(differing)}")
 
 
 if __name__ == "__main__":
