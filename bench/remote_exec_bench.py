@@ -100,7 +100,7 @@ def projected_ms(base_ms: int, units: list[dict], workers: int) -> int:
 def timed(repo: PantsRepo, *args: str) -> tuple[PantsResult, float]:
     start = time.perf_counter()
     # Every run: pantsd keeps the log levels it started with (the option does not restart it).
-    result = repo.run(*args, TIMELINE, "--stats-log", "check", "::", pantsd=True)
+    result = repo.run(*args, TIMELINE, "--stats-log", "check", "::", pantsd=True, timeout=4 * 3600)
     return result, time.perf_counter() - start
 
 
@@ -128,6 +128,8 @@ def bench(project: str, version: str, unit_size: int, engine: dict[str, str], wo
         remote.stop_pantsd()
     units, ran_remote = ran(remote_cold)
     line = timeline(local_cold)
+    # Pants' time for each remotely executed unit: the engine's queue, staging and capture included.
+    remote_ms = [u["ms"] for u in timeline(remote_cold)["units"]]
     return {
         "project": project, "mypy": version, "units": units, "ran remotely": ran_remote,
         "remote_execution_success": counter(remote_cold, "remote_execution_success"),
@@ -136,6 +138,8 @@ def bench(project: str, version: str, unit_size: int, engine: dict[str, str], wo
         and oracle.exit_code == local_cold.exit_code == remote_cold.exit_code,
         "local s": local_s, "remote s": remote_s, "base ms": line["base_ms"],
         "sum ms": line["base_ms"] + sum(u["ms"] for u in line["units"]),
+        "unit ms local": sorted(u["ms"] for u in line["units"])[len(line["units"]) // 2],
+        "unit ms remote": sorted(remote_ms)[len(remote_ms) // 2] if None not in remote_ms else None,
         "critical ms": line["base_ms"] + max(critical_path_ms(line["units"]), default=0),
         **{f"W={w}": projected_ms(line["base_ms"], line["units"], w) / 1000 for w in WORKERS},
     }
@@ -160,15 +164,17 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
     print(f"\nunit size {args.unit_size}, engine jobs {args.jobs}; measured: `pants check ::` wall time, cold "
           "(tools' PEXes built); model: process time from the local run's per-unit times")
-    print(f"{'project':<10} {'mypy':<7} {'units':>5} {'remote ok':>9} {'same':>5} {'local':>7} {'remote':>7} "
-          f"{'sum':>7} {'critical':>8} " + " ".join(f"{'W=' + str(w):>7}" for w in WORKERS))
+    print(f"{'project':<14} {'mypy':<7} {'units':>5} {'remote ok':>9} {'same':>5} {'local':>7} {'remote':>7} "
+          f"{'unit l/r':>11} {'sum':>7} {'critical':>8} " + " ".join(f"{'W=' + str(w):>7}" for w in WORKERS))
     for r in rows:
         ok = f"{r['remote_execution_success']}/{r['local_execution_requests']}"
-        print(f"{r['project']:<10} {r['mypy']:<7} {r['units']:>5} {ok:>9} {str(r['same']):>5} {r['local s']:>6.1f}s "
-              f"{r['remote s']:>6.1f}s {r['sum ms'] / 1000:>6.1f}s {r['critical ms'] / 1000:>7.1f}s "
+        unit = f"{r['unit ms local']}/{r['unit ms remote']}"
+        print(f"{r['project']:<14} {r['mypy']:<7} {r['units']:>5} {ok:>9} {str(r['same']):>5} {r['local s']:>6.1f}s "
+              f"{r['remote s']:>6.1f}s {unit:>11} {r['sum ms'] / 1000:>6.1f}s {r['critical ms'] / 1000:>7.1f}s "
               + " ".join(f"{r[f'W={w}']:>6.1f}s" for w in WORKERS))
     print("remote ok: processes executed on the engine / executed locally; same: diagnostics and exit code of the "
-          "remote check == local separate == cold whole-repo")
+          "remote check == local separate == cold whole-repo; unit l/r: a unit's median process time in ms as Pants "
+          "measured it, local / on the engine (its queue, staging and capture included)")
     differing = [f"{r['project']} mypy {r['mypy']}" for r in rows if not r["same"]]
     if differing:
         sys.exit(f"DIFFERENCE: the remote check's diagnostics differ from local ones for {', '.join(differing)}")

@@ -82,7 +82,7 @@ search_path = ["<PYENV>", "<PATH>"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
 
-    def run(self, *args: str, env: dict[str, str] | None = None, pantsd: bool = False) -> PantsResult:
+    def run(self, *args: str, env: dict[str, str] | None = None, pantsd: bool = False, timeout: float = 900) -> PantsResult:
         full_env = {
             k: v
             for k, v in os.environ.items()
@@ -97,7 +97,7 @@ search_path = ["<PYENV>", "<PATH>"]
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            timeout=900,
+            timeout=timeout,
         )
         return PantsResult(proc.returncode, proc.stdout, proc.stderr)
 
