@@ -5,8 +5,8 @@
 Why: Pants 2.17.1 describes a process's outputs with the REAPI 2.0 fields `output_files` and
 `output_directories` only. buildbox-run (buildbox-casd's runner) collects `output_paths` only, so
 every remotely executed process came back without outputs (and Pants cached those empty results).
-Engines that honour the 2.0 fields (BuildGrid with its bots, Buildbarn, hosted REAPI services) do not
-need this; point Pants' `remote_execution_address` at them directly.
+Engines that still honour the 2.0 fields, as the REAPI spec asks of servers for 2.0 clients, do
+not need this: point Pants' `remote_execution_address` at them directly (README: "Scaling out").
 
 What it does: Execution.Execute is rewritten, everything else (WaitExecution, Capabilities,
 Operations) is passed through untouched. For Execute it reads the Action and its Command from the
