@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cacheplug_tests.mypykit import Project
 from cacheplug_tests.pants_repo import PantsRepo
-from cacheplug_tests.separatekit import mypy_version_args
+from cacheplug_tests.separatekit import mypy_version_args, sync
 from mypy_bench import leaf_and_core, timed_plain
 
 
@@ -49,10 +49,14 @@ def main() -> None:
                          extra_toml='[source]\nroot_patterns = ["/src"]\n\n[python]\ninterpreter_constraints = ["CPython==3.11.*"]\n')
         plain = Path(tmp) / "plain"
 
+        repo.write({"src/BUILD": "python_sources()\n", **project.render()})
+
         def edit() -> dict[str, str]:
+            """The leaf's body changes; only its file is written (rewriting all makes Pants re-read all)."""
+            before = project.render()
             project.modules[leaf].body += 1
             files = project.render()
-            repo.write({"src/BUILD": "python_sources()\n", **files})
+            sync(repo, before, files)
             return {rel: text for rel, text in files.items() if rel.endswith(".py")}
 
         def check(*flags: str) -> tuple[float, str]:
