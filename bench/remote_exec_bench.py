@@ -112,6 +112,16 @@ def repo_maker(project: str) -> Callable[[Path], PantsRepo]:
     return lambda root: realcode_repo(root, files)
 
 
+def report_difference(what: str, a_name: str, a: PantsResult, b_name: str, b: PantsResult) -> None:
+    if (a.exit_code, diagnostics(a)) == (b.exit_code, diagnostics(b)):
+        return
+    only_a = sorted(set(diagnostics(a)) - set(diagnostics(b)))
+    only_b = sorted(set(diagnostics(b)) - set(diagnostics(a)))
+    print(f"DIFFERENCE {what}: {a_name} (exit {a.exit_code}) vs {b_name} (exit {b.exit_code}):\n"
+          + "".join(f"  only {a_name}: {line}\n" for line in only_a[:20])
+          + "".join(f"  only {b_name}: {line}\n" for line in only_b[:20]), flush=True)
+
+
 def bench(project: str, version: str, unit_size: int, engine: dict[str, str], work: Path) -> dict:
     make_repo = repo_maker(project)
     mypy = mypy_version_args(version)
@@ -126,6 +136,8 @@ def bench(project: str, version: str, unit_size: int, engine: dict[str, str], wo
     finally:
         local.stop_pantsd()
         remote.stop_pantsd()
+    for name, result in (("local separate", local_cold), ("remote separate", remote_cold)):
+        report_difference(f"{project} mypy {version}", "cold whole-repo", oracle, name, result)
     units, ran_remote = ran(remote_cold)
     line = timeline(local_cold)
     # Pants' time for each remotely executed unit: the engine's queue, staging and capture included.
