@@ -24,9 +24,11 @@ class EngineUnavailable(Exception):
 def remote_engine(script: Path | str, state: Path) -> Iterator[dict[str, str]]:
     """The options remote_exec.sh printed (remote_store_address, ...); the engine runs meanwhile.
     Mounted on the workers besides the script's defaults: the venv of the Pants that runs the
-    nested Pants, by the path it is run by (Pants runs interpreter discovery with it), and the
-    interpreter the units run with (see remote_execution_flags)."""
-    mounts = [os.environ.get("CACHEPLUG_REMOTE_EXEC_MOUNTS", ""), sys.prefix, str(Path(find_python311()).parent.parent)]
+    nested Pants, by the path it is run by (Pants runs interpreter discovery with it), with the
+    interpreter it is made from, and the interpreter the units run with (remote_execution_flags):
+    wherever they are installed, pyenv or not."""
+    mounts = [os.environ.get("CACHEPLUG_REMOTE_EXEC_MOUNTS", ""), sys.prefix, sys.base_prefix,
+              str(Path(find_python311()).parent.parent)]
     env = {**os.environ, "CACHEPLUG_REMOTE_EXEC_MOUNTS": ":".join(filter(None, mounts))}
     try:
         started = subprocess.run(["bash", str(script), "start", str(state)], env=env, stdout=subprocess.PIPE,

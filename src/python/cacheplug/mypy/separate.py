@@ -454,7 +454,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
     source_entries = file_entries(sources)
     result = await _run_unit(request, closure, cached, given_cache, source_entries, bash)
     recovered = bool(cached) and result.exit_code != 0  # a placeholder was read, or mypy crashed
-    elapsed = [result.metadata.total_elapsed_ms]
+    elapsed: list[int | None] = [result.metadata.total_elapsed_ms]
     if recovered:
         result = await _run_unit(request, closure, (), given_cache, source_entries, bash)
         elapsed.append(result.metadata.total_elapsed_ms)
@@ -474,7 +474,7 @@ async def mypy_unit(request: UnitRequest, bash: BashBinary, run_id: RunId) -> Un
         source=result.metadata.source(run_id),
         recovered=recovered,
         unnormalized=int(unnormalized.group(1)) if unnormalized else 0,
-        elapsed_ms=None if None in elapsed else sum(elapsed),
+        elapsed_ms=None if None in elapsed else sum(e for e in elapsed if e is not None),
     )
     out = f"{OUT_DIR}/"
     written = {path[len(out):]: e for path, e in file_entries(outputs).items() if path.startswith(out)}
