@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from cacheplug_tests.realcode import SDISTS, Editor, fetch
-from cacheplug_tests.separatekit import SEPARATE, diagnostics, mypy_version_args, ran, realcode_repo, sync
+from cacheplug_tests.separatekit import SEPARATE, mypy_version_args, ran, realcode_repo, report_difference, sync
 
 PROJECTS = ["click", "jinja2", "httpx", "werkzeug", "markdown-it-py", "rich"]
 VERSIONS = ["1.1.1", "1.11.2", "1.19.1", "2.4.1"]
@@ -61,14 +61,9 @@ def differential(project: str, version: str, edits: int, seed: int, unit_size: i
             # e.g. a .py hidden by its .pyi); the diagnostics are still compared.
             if "mypy separate compilation [" in separate.stderr:
                 row["units"] = ran(separate)[0]
-            if (cold.exit_code, diagnostics(cold)) != (separate.exit_code, diagnostics(separate)):
+            what = f"{project} mypy {version} after {history or ['nothing (cold)']}"
+            if report_difference(what, "cold", cold, "separate", separate):
                 row["differences"] += 1
-                only_cold = sorted(set(diagnostics(cold)) - set(diagnostics(separate)))
-                only_separate = sorted(set(diagnostics(separate)) - set(diagnostics(cold)))
-                print(f"DIFFERENCE {project} mypy {version} after {history or ['nothing (cold)']}:\n"
-                      f"  exit codes: cold {cold.exit_code}, separate {separate.exit_code}\n"
-                      + "".join(f"  only cold:     {line}\n" for line in only_cold[:20])
-                      + "".join(f"  only separate: {line}\n" for line in only_separate[:20]), flush=True)
     finally:
         repo.stop_pantsd()
     return row

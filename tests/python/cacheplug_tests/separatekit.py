@@ -74,6 +74,18 @@ def project_repo(root: Path, project: Project, extra_toml: str = "") -> PantsRep
     return repo
 
 
+def report_difference(what: str, a_name: str, a: PantsResult, b_name: str, b: PantsResult) -> bool:
+    """Print how two checks' diagnostics and exit codes differ, if they do; whether they do."""
+    if (a.exit_code, diagnostics(a)) == (b.exit_code, diagnostics(b)):
+        return False
+    only_a = sorted(set(diagnostics(a)) - set(diagnostics(b)))
+    only_b = sorted(set(diagnostics(b)) - set(diagnostics(a)))
+    print(f"DIFFERENCE {what}: {a_name} (exit {a.exit_code}) vs {b_name} (exit {b.exit_code}):\n"
+          + "".join(f"  only {a_name}: {line}\n" for line in only_a[:20])
+          + "".join(f"  only {b_name}: {line}\n" for line in only_b[:20]), flush=True)
+    return True
+
+
 # The configuration real code is checked with in the differential tests and benchmarks: the strict
 # flags find the most differences; third-party packages are not installed.
 REALCODE_CONFIG = "[mypy]\nstrict = True\nignore_missing_imports = True\n"
