@@ -141,9 +141,13 @@ def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCac
     return spec, argv, inputs
 
 
-def run_mypy(named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write) -> Run:
+def run_mypy(
+    named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write,
+    env: dict[str, str] | None = None,
+) -> Run:
     """mypy on `files` as cacheplug runs it: through the shim on `named_cache` with mode's flags;
-    with `SharedCache.off` (the cold oracle) straight, as `shared_cache = "off"` does."""
+    with `SharedCache.off` (the cold oracle) straight, as `shared_cache = "off"` does. `env`: e.g.
+    `MYPYPATH`, which Pants sets to the source roots."""
     spec, argv, inputs = mypy_argv(version, files, mode)
     files = {**files, **inputs}
     if mode == SharedCache.off:
@@ -151,9 +155,10 @@ def run_mypy(named_cache: Path | None, files: dict[str, str], version: str, mode
             for rel, text in files.items():
                 Path(tmp, rel).parent.mkdir(parents=True, exist_ok=True)
                 Path(tmp, rel).write_text(text)
-            proc = subprocess.run(argv, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.run(argv, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, **(env or {})})
             return Run(proc.returncode, proc.stdout)
     assert named_cache is not None
     sandbox = make_sandbox(named_cache, argv, files, spec=spec)
-    return finish(sandbox, start(sandbox))
+    return finish(sandbox, start(sandbox, env))
 

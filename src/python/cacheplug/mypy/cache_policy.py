@@ -32,7 +32,11 @@ modules it names:
    existed. mypy records no dependency on a module that was not there, so the importer stays
    fresh, with that error, after the module is added (1.19.1 and 2.4.1 alone do this; a cold run
    finds the module). Withheld only if a source `pkg/mod.py` (or `.pyi`, or a package) is now
-   there, or if where pkg is cannot be told (2.x metas are not JSON).
+   there: beside pkg's source where a 1.x meta tells where that is, else under each first-party
+   root mypy searches (`MYPYPATH`, which Pants sets to the source roots, and the sandbox root);
+   where neither can be told, always. (Withholding every module with such an error on 2.x cost
+   Django 4 modules re-checked every run, over `ctypes`/`email` attributes typeshed lacks, and
+   with them their import cycles: 152 modules.)
 2. Deleted modules (mypy 1.x). `from pkg import mod` where `pkg/mod.py` was deleted: cold mypy
    reports `Module "pkg" has no attribute "mod"`; an importer whose meta lists `pkg.mod` as a
    dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
@@ -138,16 +142,27 @@ def withhold(groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
 
 def _submodule_appeared(error: "re.Match[bytes]", sources: Dict[bytes, str]) -> bool:
     """Whether `Module "pkg" has no attribute "name"` may now be wrong: a module `pkg.name` has a
-    source beside pkg's. Unknown where pkg is (a 2.x meta, or a first-party pkg without a meta):
-    yes. A third-party or typeshed pkg gets no new submodule without the scope changing."""
+    source beside pkg's, or under a first-party root. A third-party or typeshed pkg gets no new
+    submodule without the scope changing; one only in a first-party root could shadow it."""
     package, name = error.group(1), error.group(2).decode()
-    if package not in sources:  # no meta of it given, or first-party only by its name's top level
-        return not sources or package.split(b".")[0] in {m.split(b".")[0] for m in sources}
-    directory = os.path.dirname(sources[package]) if sources[package].endswith(("__init__.py", "__init__.pyi")) else None
-    if directory is None:
-        return False  # pkg is a plain module: it has no submodules
-    return any(os.path.exists(os.path.join(directory, p)) for p in (
-        f"{name}.py", f"{name}.pyi", f"{name}/__init__.py", f"{name}/__init__.pyi"))
+    if package in sources:  # a 1.x meta says where pkg's source is
+        path = sources[package]
+        if not path.endswith(("__init__.py", "__init__.pyi")):
+            return False  # pkg is a plain module: it has no submodules
+        return _module_in(os.path.dirname(path), name)
+    roots = os.environ.get("MYPYPATH")
+    if roots is not None:  # Pants runs mypy with the source roots there
+        parts = package.decode().split(".")
+        return any(_module_in(os.path.join(root, *parts), name) for root in {*roots.split(os.pathsep), "."} if root)
+    # Where first-party code is cannot be told: any pkg that may be first party.
+    return not sources or package.split(b".")[0] in {m.split(b".")[0] for m in sources}
+
+
+def _module_in(directory: str, name: str) -> bool:
+    """A module `name` in `directory` as mypy finds one: a file, a package, or a namespace package
+    (any directory; a directory that holds no module only costs a re-check)."""
+    return any(os.path.exists(os.path.join(directory, p)) for p in (f"{name}.py", f"{name}.pyi")) or os.path.isdir(
+        os.path.join(directory, name))
 
 
 def prepare(config: Dict[str, Any]) -> None:
