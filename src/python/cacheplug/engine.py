@@ -106,13 +106,21 @@ class CacheReport:
     lock_wait_ms: int
     warnings: tuple[str, ...]
     from_process_cache: bool
+    # Where the process's time went: the store's setup and commit, and the whole process (shim,
+    # tool, Python start-ups); None when Pants does not know it.
+    setup_ms: int = 0
+    commit_ms: int = 0
+    process_ms: Optional[int] = None
 
     def summary(self) -> str:
         text = (
             f"{self.given} given, {self.reused} reused, {self.written} written, {self.rewritten} rewritten unchanged, "
             f"{self.withheld} withheld, {self.skipped} skipped, lock wait {self.lock_wait_ms} ms"
         )
-        return text + (" (replayed from Pants' process cache)" if self.from_process_cache else "")
+        if self.from_process_cache:
+            return text + " (replayed from Pants' process cache)"
+        process = f" of a {self.process_ms} ms process" if self.process_ms is not None else ""
+        return text + f"; setup {self.setup_ms} ms, commit {self.commit_ms} ms{process}"
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,7 @@ async def run_cached_process(
     result = await Get(FallibleProcessResult, Process, wrap(process, spec, bash.path, input_digest))
     contents = await Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([REPORT_PATH])))
     report = parse_report(contents[0].content if contents else None, result.metadata.source(run_id))
+    report = dataclasses.replace(report, process_ms=result.metadata.total_elapsed_ms)
     for warning in report.warnings:
         logger.warning(f"{spec.tool} cache [{request.label}]: {warning}")
     logger.info(f"{spec.tool} cache [{request.label}]: {report.summary()}")
@@ -269,6 +278,8 @@ def parse_report(content: Optional[bytes], source: ProcessResultMetadata.Source)
         lock_wait_ms=int(data.get("lock_wait_ms", 0)),
         warnings=tuple(warnings),
         from_process_cache=source != ProcessResultMetadata.Source.RAN,
+        setup_ms=int(data.get("setup_ms", 0)),
+        commit_ms=int(data.get("commit_ms", 0)),
     )
 
 

@@ -10,6 +10,7 @@ validate, on stderr, and the rule then finds no report).
 from __future__ import annotations
 
 import sys
+import time
 from typing import List
 
 from . import policy as policies
@@ -20,6 +21,7 @@ from .spec import Spec
 
 
 def main(argv: List[str]) -> int:
+    start = time.monotonic()  # the store's own time (after Python's start-up), for the log line
     command, spec_file = argv
     try:
         with open(spec_file, "rb") as f:
@@ -39,6 +41,7 @@ def main(argv: List[str]) -> int:
             report.warn(f"unknown store command {command!r}")
     except Exception as e:  # the cache never fails the build
         report.warn(f"cache {command} failed, results unaffected: {type(e).__name__}: {e}")
+    report.data[f"{command}_ms"] = int((time.monotonic() - start) * 1000)
     report.save(spec.report)
     return 0
 

@@ -21,6 +21,8 @@ class Report:
             "deleted": 0,
             "skipped": 0,  # bad or vanished entries: misses
             "lock_wait_ms": 0,
+            "setup_ms": 0,  # the store's own time in setup and in commit (cli.py)
+            "commit_ms": 0,
             "warnings": [],
         }
 
