@@ -8,10 +8,10 @@ loaded from there. Standard library only. A policy module may define, all option
     unchanged(relpath, new: bytes, old: bytes) -> bool
         True if the tool rewrote a file it was given with content that is no change (e.g. only a
         timestamp): not committed (default: only identical bytes);
-    READS: tuple of globs, and withhold(groups) -> set of groups
+    READS: tuple of globs, and withhold(groups[, config]) -> set of groups
         the groups not to give the tool this run, from the content of their files matching READS
         ({group: {relpath: bytes}}): the tool re-creates them (to work around its incremental
-        bugs; default: none);
+        bugs; default: none); a second parameter gets the rule's `policy_config`;
     COPIES: tuple of globs
         files the tool writes in place (opens for writing) rather than replacing by rename: given
         as private copies. Every other file is given as a hardlink to the store's object, which
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import inspect
 from types import ModuleType
 from typing import Any, Dict, Optional, Set, Tuple
 
@@ -66,7 +67,10 @@ class Policy:
 
     def withhold(self, groups: Dict[str, Dict[str, bytes]]) -> Set[str]:
         withhold = getattr(self.module, "withhold", None)
-        return set(withhold(groups)) if withhold else set()
+        if withhold is None:
+            return set()
+        takes_config = len(inspect.signature(withhold).parameters) > 1
+        return set(withhold(groups, self.config) if takes_config else withhold(groups))
 
     def ignored(self, relpath: str) -> bool:
         return matches(relpath, self.ignores)
