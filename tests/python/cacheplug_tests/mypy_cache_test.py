@@ -126,3 +126,42 @@ def test_a_module_with_an_import_error_is_withheld_only_when_mypy_may_recheck_it
     assert 'Library stubs not installed for "yaml"' in cold.stdout and "pkg_not_yet" not in cold.stdout
     if version == "1.19.1":  # 1.1.1 caches no module with errors; 2.x's metas are not JSON: always withheld
         assert withheld == [0, 0, 0, 0, 1, 0, 1], withheld
+
+
+# Ways mypy 1.19 re-checks a cached module other than a changed source in its closure (found by a
+# review of mypy's build.py): each must withhold the module whose import error would be dropped.
+RECHECK_SCENARIOS = {
+    # Another run checked only x.py after x's interface changed: both sources match their metas,
+    # but m recorded x's old interface hash.
+    "interface hash": [
+        {"src/m.py": "import yaml\nimport x\n\nY: int = x.X\n", "src/x.py": "X: int = 1\n"},
+        {"src/x.py": 'X: str = "x"\n', "src/m.py": None},
+        {"src/m.py": "import yaml\nimport x\n\nY: int = x.X\n"},
+    ],
+    # A new first-party file found before typeshed's module of that name.
+    "typeshed shadowed": [
+        {"src/m.py": "import yaml\nimport colorsys\n\nY: float = colorsys.ONE_THIRD\n"},
+        {"src/colorsys.py": 'ONE_THIRD = "a third"\n'},
+    ],
+    # m.py is in no package: its own directory is a search root; a missing import appears there.
+    "source base directory": [
+        {"src/app/m.py": "import yaml\nimport helper\n\nY: int = helper.H\n"},
+        {"src/app/helper.py": 'H = "h"\n'},
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario", RECHECK_SCENARIOS)
+def test_an_import_error_is_kept_however_mypy_comes_to_recheck_its_module(tmp_path: Path, scenario: str) -> None:
+    named_cache = tmp_path / "named_caches" / "cacheplug"
+    files: dict[str, str] = {}
+    for step in RECHECK_SCENARIOS[scenario]:
+        for path, text in step.items():
+            if text is None:
+                del files[path]
+            else:
+                files[path] = text
+        cached = run_mypy(named_cache, files, "1.19.1", env={"MYPYPATH": "src"})
+        cold = run_mypy(None, files, "1.19.1", SharedCache.off, env={"MYPYPATH": "src"})
+        assert (cached.exit_code, diagnostics(cached.stdout)) == (cold.exit_code, diagnostics(cold.stdout)), step
+    assert 'Library stubs not installed for "yaml"' in cold.stdout and cached.report["withheld"] >= 1, cached.report

@@ -155,14 +155,20 @@ def withhold(groups: Dict[str, Dict[str, bytes]], config: Optional[Dict[str, Any
 
 
 def _rechecked(candidates: Set[str], metas: Dict[bytes, Tuple[str, bytes]], withheld: Set[str], config: Dict[str, Any]) -> Set[str]:
-    """Of `candidates` (groups), those mypy may re-check this run although given their cache:
-    a module they depend on, transitively, changed, or a suppressed import appeared (rule 1)."""
+    """Of `candidates` (groups), those mypy may re-check this run although given their cache (rule
+    1). mypy 1.19 re-checks a module loaded from its cache when, in its dependency closure (cycles
+    included), a module's meta is not valid now (no cache given, withheld, its source changed or
+    gone, or a new file may now be found for it), a module recorded an interface hash for a
+    dependency other than that dependency's, or a suppressed import now resolves. Each is
+    checked here on the closure's metas, erring towards "re-checked"."""
     if not candidates:
         return set()
     module_of = {group: module for module, (group, _) in metas.items()}
     search = _search_dirs(config)
-    if search is None or "hash" not in config or any(group not in module_of for group in candidates):
+    if search is None or "hash" not in config or "sources" not in config or any(g not in module_of for g in candidates):
         return candidates  # cannot tell: as if each were re-checked
+    first_party, site_packages = search
+    new_names = _new_module_names(config["sources"], metas)
     deps: Dict[bytes, List[bytes]] = {}  # the explored part of the import graph
     changed: Set[bytes] = set()
     todo = [module_of[group] for group in candidates]
@@ -171,22 +177,23 @@ def _rechecked(candidates: Set[str], metas: Dict[bytes, Tuple[str, bytes]], with
         if module in deps:
             continue
         deps[module] = []
-        if module not in metas:
-            changed.add(module)  # no cache given: checked from its source
+        if module not in metas or module in new_names:  # no cache given, or a new file may now be found for it
+            changed.add(module)
             continue
         group, content = metas[module]
         recorded = JSON_PATH.search(content)
         if recorded and b"/mypy/typeshed/" in recorded.group(1):
-            continue  # typeshed: fixed by mypy's version, which the scope holds
+            continue  # typeshed's sources are fixed by mypy's version, which the scope holds
         meta = json.loads(content)
-        path = meta["path"]
-        if group in withheld or _source_changed(path, meta, config["hash"]) or _shadowed(module, path, search[0]) or any(
-                _resolves(str(name), search[0] + search[1]) for name in meta.get("suppressed", ())):
+        path, dependencies = meta["path"], [d.encode() for d in meta.get("dependencies", ())]
+        if group in withheld or _source_changed(path, meta, config["hash"], site_packages) or any(
+                h != _interface_hash(d, metas) for d, h in zip(dependencies, meta.get("dep_hashes", ()))) or any(
+                name.encode() in new_names or _resolves(name, first_party + site_packages) for name in meta.get("suppressed", ())):
             changed.add(module)
         parts = module.split(b".")  # its packages too: mypy loads a module's ancestors with it
-        deps[module] = [d.encode() for d in meta.get("dependencies", ())] + [b".".join(parts[:i]) for i in range(1, len(parts))]
+        deps[module] = dependencies + [b".".join(parts[:i]) for i in range(1, len(parts))]
         todo.extend(deps[module])
-    # Re-checked: whatever reaches a changed module; and a withheld candidate is itself changed.
+    # Re-checked: whatever reaches a changed module.
     users: Dict[bytes, List[bytes]] = {}
     for module, ds in deps.items():
         for d in ds:
@@ -201,17 +208,52 @@ def _rechecked(candidates: Set[str], metas: Dict[bytes, Tuple[str, bytes]], with
     return {group for group in candidates if module_of[group] in tainted}
 
 
-def _source_changed(path: str, meta: Dict[str, Any], algorithm: str) -> bool:
+JSON_INTERFACE = re.compile(rb'"interface_hash":\s*"([^"\\]*)"')
+
+
+def _interface_hash(module: bytes, metas: Dict[bytes, Tuple[str, bytes]]) -> Optional[str]:
+    found = JSON_INTERFACE.search(metas[module][1]) if module in metas else None
+    return found.group(1).decode() if found else None
+
+
+def _source_changed(path: str, meta: Dict[str, Any], algorithm: str, site_packages: List[str]) -> bool:
     """Whether mypy will find `path` changed from its meta. A first-party source (relative: new
     in every sandbox) by its size and hash, as mypy does with the quickstart file; a third-party
-    one by its size and mtime (mypy hashes it only when they differ: then count it changed)."""
+    one by its size and mtime (mypy hashes it only when they differ: then count it changed), and
+    it must be in the requirements' site-packages: Pants' venv for other requirements (added
+    stubs, a package removed) is another directory."""
     try:
         if os.path.isabs(path):
+            if not any(path.startswith(d.rstrip(os.sep) + os.sep) for d in site_packages):
+                return True
             st = os.stat(path)
             return (st.st_size, int(st.st_mtime)) != (meta["size"], meta["mtime"])
         return _source_entry(path, algorithm)[1:] != (meta["size"], meta["hash"])
     except OSError:
         return True
+
+
+def _new_module_names(sources_list: str, metas: Dict[bytes, Tuple[str, bytes]]) -> Set[bytes]:
+    """Every name mypy might give a source file that no meta records (new to the cache): each
+    dotted tail of its path (which directory is its base depends on `__init__.py` files, the
+    source roots, the config), without `-stubs`. A module of that name in a dependency closure
+    may now resolve to the new file (a `.pyi` beside a `.py`, `./colorsys.py` over typeshed's)."""
+    known = set()
+    for _, content in metas.values():
+        recorded = JSON_PATH.search(content)
+        if recorded:
+            known.add(os.path.normpath(recorded.group(1).decode()))
+    names: Set[bytes] = set()
+    with open(sources_list) as f:
+        for path in f.read().splitlines():
+            if not path or os.path.normpath(path) in known:
+                continue
+            parts = os.path.normpath(path).rsplit(".", 1)[0].split(os.sep)
+            parts = [p[: -len("-stubs")] if p.endswith("-stubs") else p for p in parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            names.update(".".join(parts[i:]).encode() for i in range(len(parts)))
+    return names
 
 
 def _search_dirs(config: Dict[str, Any]) -> Optional[Tuple[List[str], List[str]]]:
@@ -229,27 +271,13 @@ def _search_dirs(config: Dict[str, Any]) -> Optional[Tuple[List[str], List[str]]
     return [".", *(r for r in roots.split(os.pathsep) if r)], paths
 
 
-def _shadowed(module: bytes, path: str, roots: List[str]) -> bool:
-    """Whether a first-party file for `module` other than the one its meta records is there now
-    (a `.pyi` beside the `.py`, a package beside a module, a first-party module over a
-    third-party one): mypy may resolve the import to it, and then re-checks its importers."""
-    base = module.decode().split(".")
-    recorded = os.path.normpath(path)
-    for root in roots:
-        stem = os.path.join(root, *base)
-        for candidate in (f"{stem}/__init__.pyi", f"{stem}/__init__.py", f"{stem}.pyi", f"{stem}.py"):
-            if os.path.normpath(candidate) != recorded and os.path.exists(candidate):
-                return True
-    return False
-
-
 def _resolves(module: str, search: List[str]) -> bool:
     """Whether an import of `module` now finds something: a module, a package (namespace ones
-    too) or stubs (`<top>-stubs`) in a search directory."""
+    too) or stubs (`-stubs` of it or of any of its packages) in a search directory."""
     parts = module.split(".")
     for root in search:
-        if (_module_in(os.path.join(root, *parts[:-1]), parts[-1]) or os.path.isdir(
-                os.path.join(root, parts[0] + "-stubs"))):
+        if _module_in(os.path.join(root, *parts[:-1]), parts[-1]) or any(
+                os.path.isdir(os.path.join(root, *parts[:i], parts[i] + "-stubs")) for i in range(len(parts))):
             return True
     return False
 
