@@ -130,7 +130,7 @@ def test_a_module_with_an_import_error_is_withheld_only_when_mypy_may_recheck_it
 
 # Ways mypy 1.19 re-checks a cached module other than a changed source in its closure (found by a
 # review of mypy's build.py): each must withhold the module whose import error would be dropped.
-RECHECK_SCENARIOS = {
+RECHECK_SCENARIOS: dict[str, list[dict[str, str | None]]] = {
     # Another run checked only x.py after x's interface changed: both sources match their metas,
     # but m recorded x's old interface hash.
     "interface hash": [
