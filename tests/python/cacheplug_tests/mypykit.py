@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.version import Version  # pants: no-infer-dep (ships with Pants)
 
 from cacheplug.engine import CacheSpec
-from cacheplug.mypy.rules import FILE_LIST, STABLE_PYTHON, mypy_cache_args, mypy_cache_spec, mypy_inputs
+from cacheplug.mypy.rules import FILE_LIST, mypy_cache_args, mypy_cache_spec, mypy_inputs
 from cacheplug.subsystem import SharedCache
 from cacheplug_tests.storekit import Run, finish, make_sandbox, start
 
@@ -137,10 +137,7 @@ def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCac
     config = [f"--config-file={CONFIG}"] if CONFIG in files else []
     sources = sorted(f for f in files if f.endswith((".py", ".pyi")))
     inputs = {f.path: f.content.decode() for f in mypy_inputs(sources)}
-    # As the rule does: the requirements' Python (here mypy's own), by a script in the sandbox.
-    inputs[STABLE_PYTHON[2:]] = f'#!/bin/sh\nexec {mypy_python(version)} "$@"\n'
-    argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", f"--python-executable={STABLE_PYTHON}",
-            *mypy_cache_args(spec), f"@{FILE_LIST}"]
+    argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec), f"@{FILE_LIST}"]
     return spec, argv, inputs
 
 
@@ -158,8 +155,6 @@ def run_mypy(
             for rel, text in files.items():
                 Path(tmp, rel).parent.mkdir(parents=True, exist_ok=True)
                 Path(tmp, rel).write_text(text)
-                if text.startswith("#!"):
-                    Path(tmp, rel).chmod(0o755)
             proc = subprocess.run(argv, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   env={**os.environ, **(env or {})})
             return Run(proc.returncode, proc.stdout)

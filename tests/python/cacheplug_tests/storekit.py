@@ -66,8 +66,6 @@ def make_sandbox(
     for rel, content in (files or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
-        if content.startswith("#!"):
-            (root / rel).chmod(0o755)  # a script, as Pants gives one
     for file in sandbox_files(spec, sys.executable, BUILD_ROOT, lock_timeout, max_size):
         (root / file.path).parent.mkdir(parents=True, exist_ok=True)
         (root / file.path).write_bytes(file.content)

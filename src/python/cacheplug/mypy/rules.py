@@ -106,10 +106,7 @@ def mypy_cache_spec(scope: tuple[str, ...], mypy_version: Version, shared_cache:
         # misread, and mypy's quickstart file: see there.
         policy=MyPyCacheTool.policy,
         policy_config=FrozenDict(
-            {
-                "sources": FILE_LIST, "quickstart": QUICKSTART, "hash": "sha1" if mypy_version >= SHA1_SINCE else "sha256",
-                "python": STABLE_PYTHON,  # mypy's --python-executable: where the requirements are
-            }
+            {"sources": FILE_LIST, "quickstart": QUICKSTART, "hash": "sha1" if mypy_version >= SHA1_SINCE else "sha256"}
         ),
         snapshot_consistency=mypy_version < MIXABLE_ENTRIES_SINCE,
     )
