@@ -179,9 +179,9 @@ def _first_party_names(file_list: Optional[str]) -> Optional[Set[str]]:
         for directory, _, files in os.walk(root):
             paths.extend(os.path.join(directory, f) for f in files if f.endswith((".py", ".pyi")))
     names: Set[str] = set()
-    for path in paths:
+    for path in {os.path.normpath(p) for p in paths}:  # listed files are under the roots too
         parts = [p[: -len("-stubs")] if p.endswith("-stubs") else p
-                 for p in os.path.normpath(path).rsplit(".", 1)[0].split(os.sep)]
+                 for p in path.rsplit(".", 1)[0].split(os.sep)]
         if parts[-1] == "__init__":
             parts.pop()
         for start in range(len(parts)):
