@@ -67,9 +67,9 @@ def test_a_module_added_after_its_importer_failed(tmp_path: Path, version: str, 
     """`from pkg import b` before pkg/b.py exists: `Module "pkg" has no attribute "b"`. Once b is
     added, plain incremental mypy 1.19.1 and 2.4.1 keep the importer fresh, error included (it
     recorded no dependency on a module that was not there); a cold run finds b. Found by this
-    repo checking itself. With MYPYPATH (the source roots, as Pants runs mypy) the same error
-    about a module no first-party root can hold (typeshed's ctypes on Linux) withholds nothing:
-    withholding it re-checked 152 of Django's modules on every run with mypy 2.4.1."""
+    repo checking itself. The same error about a module no first-party file can be (typeshed's
+    ctypes on Linux) withholds nothing, with or without MYPYPATH (the source roots, as Pants runs
+    mypy): withholding it re-checked 152 of Django's modules on every run with mypy 2.4.1."""
     named_cache = tmp_path / "named_caches" / "cacheplug"
     env = {"MYPYPATH": mypypath} if mypypath else None
     files = {
@@ -86,9 +86,8 @@ def test_a_module_added_after_its_importer_failed(tmp_path: Path, version: str, 
         withheld.append(cached.report["withheld"])
     assert cold.exit_code == 1 and 'Module "ctypes" has no attribute "WinDLL"' in cold.stdout
     assert 'pkg' not in cold.stdout
-    if mypypath:
-        # Step 1: pkg.a (where the cache has that error: 1.19+), never win; step 2: nothing.
-        assert withheld[1] == (1 if version != "1.1.1" else 0) and withheld[2] == 0, withheld
+    # Step 1: pkg.a (where the cache has that error: 1.19+), never win; step 2: nothing.
+    assert withheld[1] == (1 if version != "1.1.1" else 0) and withheld[2] == 0, withheld
 
 
 @pytest.mark.parametrize("version", VERSIONS)
