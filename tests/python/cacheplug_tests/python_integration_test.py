@@ -54,7 +54,7 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         run1 = repo.run("test", "::", pantsd=True)
         assert run1.exit_code == 1, run1.stderr
         failed = {f"t{i}_test.py::test_bad_{i}" for i in range(16)} | {"property_test.py::test_property"}
-        assert set(json.loads(shared(repo)[LASTFAILED])) == failed
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, run1.stderr[-8000:]
         first = calls(run1.stderr, "//property_test.py:t")
         assert first[-1] == 500000 and len(first) > 1, first  # searched, then shrunk
 
@@ -63,7 +63,7 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         run2 = repo.run("test", "::", pantsd=True)
         assert run2.exit_code == 1, run2.stderr
         failed -= {f"t{i}_test.py::test_bad_{i}" for i in range(0, 16, 2)}
-        assert set(json.loads(shared(repo)[LASTFAILED])) == failed
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, run1.stderr[-8000:]
         assert calls(run2.stderr, "//property_test.py:t")[0] == 500000
 
         # --lf: each still-failing file runs only its failing test.
