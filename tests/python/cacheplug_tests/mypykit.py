@@ -130,12 +130,15 @@ def diagnostics(output: str) -> list[str]:
     return sorted(output.splitlines())
 
 
-def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write) -> tuple[CacheSpec, list[str], dict[str, str]]:
+def mypy_argv(
+    version: str, files: dict[str, str], mode: SharedCache = SharedCache.read_write, checked: list[str] | None = None,
+) -> tuple[CacheSpec, list[str], dict[str, str]]:
     """The cache spec, argv and added input files (the file list, ...) cacheplug.mypy uses for
-    mypy `version` on `files` (and the config file among them, if any)."""
+    mypy `version` on `files` (and the config file among them, if any). `checked`: the files
+    listed for mypy (default: every source; fewer, as `pants check dir::` lists a partition's)."""
     spec = mypy_cache_spec(("test",), Version(version), mode)
     config = [f"--config-file={CONFIG}"] if CONFIG in files else []
-    sources = sorted(f for f in files if f.endswith((".py", ".pyi")))
+    sources = sorted(f for f in files if f.endswith((".py", ".pyi"))) if checked is None else checked
     inputs = {f.path: f.content.decode() for f in mypy_inputs(sources)}
     argv = [mypy_python(version), "-m", "mypy", *config, "--python-version=3.11", *mypy_cache_args(spec), f"@{FILE_LIST}"]
     return spec, argv, inputs
@@ -143,12 +146,12 @@ def mypy_argv(version: str, files: dict[str, str], mode: SharedCache = SharedCac
 
 def run_mypy(
     named_cache: Path | None, files: dict[str, str], version: str, mode: SharedCache = SharedCache.read_write,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, checked: list[str] | None = None,
 ) -> Run:
     """mypy on `files` as cacheplug runs it: through the shim on `named_cache` with mode's flags;
     with `SharedCache.off` (the cold oracle) straight, as `shared_cache = "off"` does. `env`: e.g.
-    `MYPYPATH`, which Pants sets to the source roots."""
-    spec, argv, inputs = mypy_argv(version, files, mode)
+    `MYPYPATH`, which Pants sets to the source roots. `checked`: see mypy_argv."""
+    spec, argv, inputs = mypy_argv(version, files, mode, checked)
     files = {**files, **inputs}
     if mode == SharedCache.off:
         with tempfile.TemporaryDirectory() as tmp:

@@ -61,7 +61,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 # mypy writes `<cache_dir>/missing_stubs` (for `--install-types`) with open("w"), in place: a
 # hardlink would let it write into the store's object (or fail on its read-only mode).
@@ -175,9 +175,7 @@ def _first_party_names(file_list: Optional[str]) -> Optional[Set[str]]:
             paths = [p for p in f.read().splitlines() if p]
     except OSError:
         return None
-    for root in filter(None, os.environ.get("MYPYPATH", "").split(os.pathsep)):
-        for directory, _, files in os.walk(root):
-            paths.extend(os.path.join(directory, f) for f in files if f.endswith((".py", ".pyi")))
+    paths.extend(_mypypath_files())
     names: Set[str] = set()
     for path in {os.path.normpath(p) for p in paths}:  # listed files are under the roots too
         parts = [p[: -len("-stubs")] if p.endswith("-stubs") else p
@@ -189,18 +187,37 @@ def _first_party_names(file_list: Optional[str]) -> Optional[Set[str]]:
     return names
 
 
+def _mypypath_files() -> List[str]:
+    """The Python files under the roots in `MYPYPATH` (Pants sets it to the source roots), named
+    as mypy names them: the root joined with the file's path below it."""
+    found = []
+    for root in filter(None, os.environ.get("MYPYPATH", "").split(os.pathsep)):
+        for directory, _, files in os.walk(root):
+            found.extend(os.path.join(directory, f) for f in files if f.endswith((".py", ".pyi")))
+    return found
+
+
 def prepare(config: Dict[str, Any]) -> None:
     """Write mypy's quickstart file (`config["quickstart"]`) for the sources listed one per line
     in `config["sources"]`, hashed with `config["hash"]` (mypy's `hash_digest`: sha256 before 1.14,
     sha1 since)."""
     with open(config["sources"]) as f:
         sources = [line for line in f.read().splitlines() if line]
+    listed = {os.path.normpath(p) for p in sources}
+    # Files mypy finds through MYPYPATH rather than the file list: a partial check's dependencies
+    # (`pants check dir::` lists the partition's own files only). mypy names them by the root
+    # joined with their path, made absolute since 1.x (relative in 1.1): a path that differs in
+    # every sandbox, so without an entry mypy re-hashed each one and rewrote its meta, and the
+    # commit stored every rewritten meta again, on every run.
+    found = [p for p in _mypypath_files() if os.path.normpath(p) not in listed]
     entries = {}
-    for path in sources:
+    for path in sources + found:
         with open(path, "rb") as f:
             data = f.read()
             mtime = os.fstat(f.fileno()).st_mtime
         entries[path] = [mtime, len(data), hashlib.new(config["hash"], data).hexdigest()]
+    for path in found:
+        entries[os.path.abspath(path)] = entries[path]
     tmp = f"{config['quickstart']}.tmp"
     with open(tmp, "w") as f:
         json.dump(entries, f)
