@@ -41,6 +41,13 @@ def calls(output: str, address: str) -> list[int]:
     return [int(x) for x in re.findall(r"^CALL (\d+)$", block, re.M)]
 
 
+def why(run: PantsResult) -> str:
+    """What each file's run ended with, and every cache line and warning (the property's output,
+    one line per call, would push them out of a tail of stderr)."""
+    return "\n".join([f"{a}: {r}" for a, r in sorted(results(run.stderr).items())]
+                     + re.findall(r"^.*(?:pytest cache \[|WARN).*$", run.stderr, re.M))
+
+
 def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
     repo = PantsRepo(tmp_path / "repo", ["cacheplug.python"], PYTHON)
     files = {
@@ -54,7 +61,10 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         run1 = repo.run("test", "::", pantsd=True)
         assert run1.exit_code == 1, run1.stderr
         failed = {f"t{i}_test.py::test_bad_{i}" for i in range(16)} | {"property_test.py::test_property"}
-        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, run1.stderr[-8000:]
+        # Each file's pytest exited 1 (only then the shim commits), and each commit went through.
+        ran = results(run1.stderr)
+        assert ran == {f"//{f}:t": "failed (exit code 1)" for f in files if f.endswith("_test.py")}, why(run1)
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, why(run1)
         first = calls(run1.stderr, "//property_test.py:t")
         assert first[-1] == 500000 and len(first) > 1, first  # searched, then shrunk
 
@@ -63,7 +73,7 @@ def test_failures_shared_across_files_and_checkouts(tmp_path: Path) -> None:
         run2 = repo.run("test", "::", pantsd=True)
         assert run2.exit_code == 1, run2.stderr
         failed -= {f"t{i}_test.py::test_bad_{i}" for i in range(0, 16, 2)}
-        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, run1.stderr[-8000:]
+        assert set(json.loads(shared(repo)[LASTFAILED])) == failed, why(run2)
         assert calls(run2.stderr, "//property_test.py:t")[0] == 500000
 
         # --lf: each still-failing file runs only its failing test.

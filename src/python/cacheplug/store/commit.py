@@ -4,6 +4,7 @@ protocol and the races it defends against)."""
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -264,15 +265,21 @@ def merge_locked(
 
 def current_contents(scope: str, group: str, policy: Policy) -> Dict[str, Tuple[str, bytes]]:
     """{relpath: (object, content)} of the group's record as it is now; {} if there is none or it
-    is bad (then the run's content is merged with nothing)."""
+    is bad (then the run's content is merged with nothing). Any other error reading it (EIO,
+    EMFILE, ...) is raised: merged with nothing, the run's write would drop what every other run
+    committed to the group."""
     path = entry_path(scope, group)
     if not os.path.lexists(path):
         return {}
     try:
         _, files = load_entry(path, policy.group_of)
         return {rel: (obj, read_object(scope, obj, size)) for rel, (obj, size) in files.items()}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}  # gone, bad or corrupt: never merged into what we write
+    except (ValueError, TypeError, KeyError):
+        return {}  # bad or corrupt: never merged into what we write
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return {}  # gone (evicted, or its object is), or a planted symlink: nothing to merge with
+        raise
 
 
 def mark_used(scope: str, groups: List[str], inodes: Dict[str, int]) -> None:
