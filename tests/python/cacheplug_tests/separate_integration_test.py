@@ -95,15 +95,19 @@ def test_separate_compilation_equals_cold_whole_repo_and_reuses_units(tmp_path: 
     generated.modules["m1"].returns_int = not generated.modules["m1"].returns_int
     generated.modules[leaf].body -= 1
     generated.modules[core].body -= 1
+    # Not on 1.1.1, whose caches compare only loosely (see fingerprint): that units are the same
+    # bytes in two checkouts is shown for 1.1.1 too, through the remote cache's keys
+    # (remote_cache_integration_test), and CI's time is better spent there.
     repo.write(generated.render())
-    again = check(*per_component, "--no-local-cache", "--keep-sandboxes=always")
-    assert ran(again) == (units, units)
-    again_caches = kept_cache_files(again, lambda _, p: fingerprint(p, exact))
-    assert again_caches.keys() == first_caches.keys()
-    differing = sorted(f"{unit}: {path}" for unit, files in first_caches.items() for path in
-                       files.keys() | again_caches[unit].keys() if files.get(path) != again_caches[unit].get(path))
-    assert differing == []
-    assert diagnostics(again) == diagnostics(first)
+    if exact:
+        again = check(*per_component, "--no-local-cache", "--keep-sandboxes=always")
+        assert ran(again) == (units, units)
+        again_caches = kept_cache_files(again, lambda _, p: fingerprint(p, exact))
+        assert again_caches.keys() == first_caches.keys()
+        differing = sorted(f"{unit}: {path}" for unit, files in first_caches.items() for path in
+                           files.keys() | again_caches[unit].keys() if files.get(path) != again_caches[unit].get(path))
+        assert differing == []
+        assert diagnostics(again) == diagnostics(first)
 
     # Units of the default size: fewer processes, the same diagnostics; a leaf's edit re-runs its
     # unit alone.
