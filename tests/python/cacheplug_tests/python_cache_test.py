@@ -95,6 +95,19 @@ def test_a_file_that_fails_to_merge_is_not_committed_and_the_cache_keeps_its_cop
     assert json.loads(shared(named_cache)[LASTFAILED]) == {"a": True}
 
 
+def test_a_record_that_cannot_be_read_for_the_merge_is_kept_as_it_is(named_cache: Path) -> None:
+    """An I/O error reading the record to merge into (here an injected ENOSPC) skips the group
+    with a warning: merged with nothing, this run's write would drop every other run's entries."""
+    write = lambda text: ["sh", "-c", f"mkdir -p {CACHE}/pytest/v/cache && printf '%s' '{text}' > {CACHE}/{LASTFAILED}"]  # noqa: E731
+    sandbox = make_sandbox(named_cache, write('{"a": true}'), spec=PYTEST_SPEC)
+    assert finish(sandbox, start(sandbox)).exit_code == 0
+    sandbox = make_sandbox(named_cache, write('{"a": true, "b": true}'), spec=PYTEST_SPEC)
+    run = finish(sandbox, start(sandbox, {"CACHEPLUG_FAULT": "enospc:read-current:1"}))
+    assert run.exit_code == 0
+    assert any("merging it failed" in w and "injected at read-current" in w for w in run.report["warnings"]), run.report
+    assert json.loads(shared(named_cache)[LASTFAILED]) == {"a": True}
+
+
 def test_locks_partial_downloads_and_session_state_are_never_committed(named_cache: Path) -> None:
     written = [
         "pytest/v/cache/stepwise", "hf-hub/.locks/models--x/abc.lock", "hf-hub/models--x/blobs/abc.incomplete",

@@ -50,7 +50,8 @@ modules with mypy 1.19.1; and with 2.x, whose `.meta.ff` no commit can tell from
 a commit of every module). `prepare` writes mypy's quickstart file (`--quickstart-file`, read by
 mypy 1.1 to 2.x): each source's mtime, size and hash as mypy computes it, so mypy takes a meta
 whose hash matches as fresh without hashing or rewriting it. The hashes are computed here from
-the files themselves, so the quickstart file is true by construction.
+the files themselves, so the quickstart file is true by construction. It covers the files mypy
+finds through MYPYPATH too (a partial check's dependencies), by the path mypy gives them.
 """
 
 from __future__ import annotations

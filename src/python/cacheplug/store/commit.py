@@ -272,6 +272,7 @@ def current_contents(scope: str, group: str, policy: Policy) -> Dict[str, Tuple[
     if not os.path.lexists(path):
         return {}
     try:
+        fault("read-current")
         _, files = load_entry(path, policy.group_of)
         return {rel: (obj, read_object(scope, obj, size)) for rel, (obj, size) in files.items()}
     except (ValueError, TypeError, KeyError):
