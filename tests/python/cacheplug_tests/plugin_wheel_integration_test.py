@@ -27,12 +27,16 @@ def test_the_wheel_works_as_a_pants_plugin(tmp_path: Path) -> None:
     probe = subprocess.run([sys.executable, "-c", "import cacheplug"], cwd=repo.root, capture_output=True, env={})
     assert probe.returncode != 0
 
-    check = repo.run("check", "::")
-    assert check.exit_code == 1, check.stderr[-3000:]
-    assert 'src/app.py:5: error: Argument 1 to "f" has incompatible type "str"' in check.stderr
-    assert "mypy cache [" in check.stderr
-    info = repo.run("cache-info", "--format=json")
-    assert info.exit_code == 0, info.stderr[-3000:]
-    assert [s["tool"] for s in json.loads(info.stdout)["scopes"]] == ["mypy"]
-    bad = repo.run("cache-info", "--tool=nonesuch")
-    assert bad.exit_code != 0 and "Allowed: mypy" in bad.stderr
+    # Through pantsd, as users run Pants (one start-up, with the plugin's resolve, for three runs).
+    try:
+        check = repo.run("check", "::", pantsd=True)
+        assert check.exit_code == 1, check.stderr[-3000:]
+        assert 'src/app.py:5: error: Argument 1 to "f" has incompatible type "str"' in check.stderr
+        assert "mypy cache [" in check.stderr
+        info = repo.run("cache-info", "--format=json", pantsd=True)
+        assert info.exit_code == 0, info.stderr[-3000:]
+        assert [s["tool"] for s in json.loads(info.stdout)["scopes"]] == ["mypy"]
+        bad = repo.run("cache-info", "--tool=nonesuch", pantsd=True)
+        assert bad.exit_code != 0 and "Allowed: mypy" in bad.stderr
+    finally:
+        repo.stop_pantsd()
