@@ -191,7 +191,7 @@ def _first_party_names(file_list: Optional[str]) -> Optional[Set[str]]:
 def _mypypath_files() -> List[str]:
     """The Python files under the roots in `MYPYPATH` (Pants sets it to the source roots), named
     as mypy names them: the root joined with the file's path below it."""
-    found = []
+    found: List[str] = []
     for root in filter(None, os.environ.get("MYPYPATH", "").split(os.pathsep)):
         for directory, _, files in os.walk(root):
             found.extend(os.path.join(directory, f) for f in files if f.endswith((".py", ".pyi")))
