@@ -36,6 +36,26 @@ def test_cached_equals_cold_over_random_edits(tmp_path: Path, version: str) -> N
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_a_partial_check_equals_cold_over_random_edits(tmp_path: Path, version: str) -> None:
+    """As `pants check dir::` runs mypy: a third of the modules listed, the rest found through
+    MYPYPATH (by a path that differs in every sandbox), and the cache shared across the steps."""
+    named_cache = tmp_path / "named_caches" / "cacheplug"
+    env = {"MYPYPATH": "src"}
+    rng = random.Random(f"partial-{version}")
+    project = Project.generate(25, rng)
+    history = []
+    for step in range(16):
+        history.append(project.edit(rng) if step else "initial")
+        files = project.render()
+        checked = sorted(files)[::3]
+        cached = run_mypy(named_cache, files, version, env=env, checked=checked)
+        cold = run_mypy(None, files, version, SharedCache.off, env=env, checked=checked)
+        assert (cached.exit_code, diagnostics(cached.stdout)) == (cold.exit_code, diagnostics(cold.stdout)), history
+        assert cached.exit_code in (0, 1), cached.stdout
+        assert cached.report["warnings"] == [], cached.report
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_read_only_seeds_but_never_commits(tmp_path: Path, version: str) -> None:
     named_cache = tmp_path / "named_caches" / "cacheplug"
     files = Project.generate(5, random.Random(1)).render()
@@ -81,6 +101,28 @@ def test_a_partial_check_rewrites_nothing(tmp_path: Path, version: str) -> None:
     assert (again.exit_code, diagnostics(again.stdout)) == (cold.exit_code, diagnostics(cold.stdout))
     assert first.report["written"] > 15
     assert again.report["reused"] > 50 and again.report["written"] == 0 and again.report["rewritten"] == 1, again.report
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_deleted_module_that_a_cached_module_imported(tmp_path: Path, version: str, partial: bool) -> None:
+    """`from pkg import mod`, then pkg/mod.py is deleted: its importer's cache must not be used
+    (rule 2 of the policy). In a partial check (`partial`: the importers listed, pkg found
+    through MYPYPATH) mypy 1.19 recorded pkg.mod by its path in the sandbox that wrote it, which
+    the rule took for a path outside the project: the importer's cache was used, and mypy
+    reported `Cannot find implementation ... "pkg.mod"` at the importer where cold mypy does not."""
+    named_cache = tmp_path / "named_caches" / "cacheplug"
+    env = {"MYPYPATH": "src"}
+    files = {"src/pkg/__init__.py": "", "src/pkg/mod.py": "Y = 1\n", "src/a.py": "from pkg import mod\n\nX: int = mod.Y\n",
+             "src/b.py": "import pkg.mod\n"}
+    checked = ["src/a.py", "src/b.py"] if partial else None
+    for step in range(3):
+        if step == 2:
+            del files["src/pkg/mod.py"]
+        cached = run_mypy(named_cache, files, version, env=env, checked=checked)
+        cold = run_mypy(None, files, version, SharedCache.off, env=env, checked=checked)
+        assert (cached.exit_code, diagnostics(cached.stdout)) == (cold.exit_code, diagnostics(cold.stdout)), step
+    assert cold.exit_code == 1 and 'module named "pkg.mod"' in cold.stdout
 
 
 @pytest.mark.parametrize("mypypath", [None, "src"])

@@ -41,7 +41,9 @@ modules it names:
    reports `Module "pkg" has no attribute "mod"`; an importer whose meta lists `pkg.mod` as a
    dependency reports `Cannot find implementation or library stub for module named "pkg.mod"`
    instead. So when a first-party module's source is gone, its cache and its importers' are
-   withheld. (2.x reports the same either way; its metas are not JSON.)
+   withheld. (2.x reports the same either way; its metas are not JSON.) A module found through
+   MYPYPATH (a partial check's dependency) is recorded by its absolute path in the sandbox that
+   wrote it: that path is read as the same path in this sandbox.
 
 And one thing to spare mypy work a cold run does not do either: the sandbox's sources are new
 files, so their mtimes differ from those the metas record; mypy then hashes each source and, when
@@ -120,12 +122,13 @@ def withhold(groups: Dict[str, Dict[str, bytes]], config: Optional[Dict[str, Any
     }
     sources: Dict[bytes, str] = {}  # module id -> its first-party source path (1.x JSON metas)
     gone = {}  # module id -> group, for first-party modules whose source was deleted
+    here = os.getcwd()
     for group, files in groups.items():
         for rel, content in files.items():
             if not fnmatch.fnmatch(rel, "*.meta.json"):
                 continue
             path, module = JSON_PATH.search(content), JSON_ID.search(content)
-            source = path.group(1).decode() if path else ""
+            source = _in_this_sandbox(path.group(1).decode(), here) if path else ""
             if module and source and not os.path.isabs(source):
                 sources[module.group(1)] = source
                 if not os.path.exists(source):
@@ -142,6 +145,21 @@ def withhold(groups: Dict[str, Dict[str, bytes]], config: Optional[Dict[str, Any
             if any(name in content for content in files.values() for name in gone)
         )
     return withheld
+
+
+def _in_this_sandbox(path: str, here: str) -> str:
+    """`path` relative to the sandbox mypy ran in, if that is another sandbox beside this one
+    (`here`): there mypy (1.19, not 1.1) records a module it found through MYPYPATH (a partial
+    check's dependency) by its absolute path. Any other path as it is: a listed file's path is
+    relative already; typeshed's and installed packages' are outside every sandbox."""
+    parent, name = os.path.split(here)
+    if os.path.isabs(path) and path.startswith(parent + os.sep):
+        sandbox, _, rel = path[len(parent) + 1:].partition(os.sep)
+        # Sandboxes are named alike (Pants': pants-sandbox-<random>): a directory beside this
+        # one named otherwise (a named cache in the same temp dir) is no sandbox.
+        if rel and sandbox.rsplit("-", 1)[0] == name.rsplit("-", 1)[0] and "-" in name:
+            return rel
+    return path
 
 
 def _submodule_appeared(error: "re.Match[bytes]", sources: Dict[bytes, str], names: Callable[[], Optional[Set[str]]]) -> bool:
@@ -198,6 +216,14 @@ def _mypypath_files() -> List[str]:
     return found
 
 
+def _quickstart_entry(path: str, hash_name: str) -> List[Any]:
+    """[mtime, size, hash] of a source, as mypy's quickstart file holds them."""
+    with open(path, "rb") as f:
+        data = f.read()
+        mtime = os.fstat(f.fileno()).st_mtime
+    return [mtime, len(data), hashlib.new(hash_name, data).hexdigest()]
+
+
 def prepare(config: Dict[str, Any]) -> None:
     """Write mypy's quickstart file (`config["quickstart"]`) for the sources listed one per line
     in `config["sources"]`, hashed with `config["hash"]` (mypy's `hash_digest`: sha256 before 1.14,
@@ -207,18 +233,21 @@ def prepare(config: Dict[str, Any]) -> None:
     listed = {os.path.normpath(p) for p in sources}
     # Files mypy finds through MYPYPATH rather than the file list: a partial check's dependencies
     # (`pants check dir::` lists the partition's own files only). mypy names them by the root
-    # joined with their path, made absolute since 1.x (relative in 1.1): a path that differs in
-    # every sandbox, so without an entry mypy re-hashed each one and rewrote its meta, and the
-    # commit stored every rewritten meta again, on every run.
-    found = [p for p in _mypypath_files() if os.path.normpath(p) not in listed]
+    # joined with their path: absolute in 1.19 and 2.x, a path new in every sandbox, so without
+    # an entry mypy re-hashed each one and rewrote its meta, and the commit stored every
+    # rewritten meta again, on every run; normalized but relative in 1.1 (`./src` -> `src/...`).
+    # A found file that cannot be read goes without an entry: mypy reads it itself if it must.
     entries = {}
-    for path in sources + found:
-        with open(path, "rb") as f:
-            data = f.read()
-            mtime = os.fstat(f.fileno()).st_mtime
-        entries[path] = [mtime, len(data), hashlib.new(config["hash"], data).hexdigest()]
-    for path in found:
-        entries[os.path.abspath(path)] = entries[path]
+    for path in sources:
+        entries[path] = _quickstart_entry(path, config["hash"])
+    for path in _mypypath_files():
+        if os.path.normpath(path) not in listed:
+            try:
+                entry = _quickstart_entry(path, config["hash"])
+            except OSError:
+                continue
+            for key in (path, os.path.normpath(path), os.path.abspath(path)):
+                entries[key] = entry
     tmp = f"{config['quickstart']}.tmp"
     with open(tmp, "w") as f:
         json.dump(entries, f)
