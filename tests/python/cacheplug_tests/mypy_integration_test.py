@@ -1,5 +1,5 @@
 """`pants check ::` with the `cacheplug.mypy` backend, as a user runs it: a real Pants process in a
-temp repo (no pantsd, private caches), Pants' default mypy."""
+temp repo (private caches; no pantsd, but for the bad-option runs), Pants' default mypy."""
 
 from __future__ import annotations
 
