@@ -8,7 +8,7 @@ import json
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from pants.base.build_root import BuildRoot
 from pants.engine.console import Console
@@ -21,10 +21,12 @@ from pants.util.strutil import softwrap
 
 from cacheplug import lifecycle, snapshot
 from cacheplug.engine import NAMED_CACHE, CacheTool
-from cacheplug.store.layout import GroupOf
 from cacheplug.store.locking import Busy
 from cacheplug.store.policy import Policy
 from cacheplug.subsystem import CachePlug
+
+if TYPE_CHECKING:
+    from cacheplug.store.layout import GroupOf  # a name for type checkers only
 
 
 def registered_tools(union_membership: UnionMembership) -> dict[str, type[CacheTool]]:

@@ -42,7 +42,7 @@ from cacheplug.store.locking import scope_lock
 from cacheplug.store.report import Report
 
 # The grouping of a tool's registered policy, by tool name (None: no check).
-GroupingOf = Callable[[str], Optional[layout.GroupOf]]
+GroupingOf = Callable[[str], Optional[Callable[[str], str]]]  # (layout.GroupOf: a name for type checkers only)
 
 FORMAT = 1
 MANIFEST = "snapshot.json"

@@ -64,7 +64,10 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Set
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Set
 
 # mypy writes `<cache_dir>/missing_stubs` (for `--install-types`) with open("w"), in place: a
 # hardlink would let it write into the store's object (or fail on its read-only mode).
@@ -93,8 +96,8 @@ JSON_MTIME = re.compile(rb'"mtime":\s*-?[0-9.eE+-]+')
 
 def group_of(relpath: str) -> str:
     """`3.11/pkg/mod.meta.json` -> `3.11/pkg/mod`."""
-    head, base = os.path.split(relpath)
-    return os.path.join(head, base.split(".")[0] or base)
+    head, slash, base = relpath.rpartition("/")  # not os.path: this runs per cache file
+    return head + slash + (base.split(".")[0] or base)
 
 
 def unchanged(relpath: str, new: bytes, old: bytes) -> bool:

@@ -23,7 +23,10 @@ caches a repo asks for. Per cache (docs/TOOL_CACHES.md says why):
 
 import json
 import os
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 # pytest writes its cache files in place (open "w"); matplotlib its font list.
 COPIES = ("pytest/*", "matplotlib/*")

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import List
 
 from . import policy as policies
 from .commit import commit
 from .report import Report
 from .seed import setup
 from .spec import Spec
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import List
 
 
 def main(argv: List[str]) -> int:

@@ -8,9 +8,7 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import stat
-from typing import AbstractSet, Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .index import LOW_WATER, Index, evict
@@ -24,7 +22,11 @@ from .report import Report
 from .runlog import log_run
 from .spec import Spec
 
-Files = Dict[str, Tuple[str, int]]  # relpath -> (object, size)
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import AbstractSet, Dict, Iterator, List, Optional, Set, Tuple
+
+    Files = Dict[str, Tuple[str, int]]  # relpath -> (object, size)
 
 
 def changed_groups(
@@ -44,61 +46,77 @@ def changed_groups(
     replaced = set()
     reads_seen = False
     prefix = len(dest.rstrip("/")) + 1
-    for root, dirs, names in os.walk(dest):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-        for name in names:
-            path = os.path.join(root, name)
-            rel = path[prefix:]
-            st = os.lstat(path)
-            if not is_safe_relpath(rel) or policy.ignored(rel):
-                continue  # odd names and what the policy ignores are never committed
-            if stat.S_ISLNK(st.st_mode) and links is not None and policy.linked(rel):
-                target = os.readlink(path)
-                if confined_link(rel, target):  # any other symlink is never committed
-                    group = policy.group_of(rel)
-                    current.setdefault(group, {})[rel] = path
-                    links[rel] = target
-                    before = seeded.get(rel)
-                    if before is None or before[3] != hashlib.sha256(target.encode()).hexdigest():
-                        dirty.add(group)
-                    else:
-                        used.add(group)  # a read through a link is not seen (its atime does not move)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue  # other symlinks, devices, ... are never committed
-            group = policy.group_of(rel)
-            current.setdefault(group, {})[rel] = path
-            before = seeded.get(rel)
-            if before is None:
-                dirty.add(group)
-                continue
-            if before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
-                if st.st_atime_ns > before[4]:
-                    used.add(group)
-                    reads_seen = True
-                continue  # the file the tool was given
-            used.add(group)
-            replaced.add(group)
-            if st.st_ino == before[0] and written_through(scope, rel, before[3], st.st_ino, report):
-                written[before[3]] = st.st_ino
-                dirty.add(group)  # the object holds what the tool wrote: nothing to compare with
-                continue
-            if before[1] == st.st_size and sha256_file(path) == before[3]:
-                continue  # rewritten with the same bytes
-            try:
-                with open(path, "rb") as f:
-                    new = f.read()
-                old = read_nofollow(object_path(scope, before[3]))
-            except OSError:
-                dirty.add(group)
-                continue
-            if not policy.unchanged(rel, new, old):
-                dirty.add(group)
+    for entry in _files_under(dest):
+        path = entry.path
+        rel = path[prefix:]
+        st = entry.stat(follow_symlinks=False)
+        if not is_safe_relpath(rel) or policy.ignored(rel):
+            continue  # odd names and what the policy ignores are never committed
+        if stat.S_ISLNK(st.st_mode) and links is not None and policy.linked(rel):
+            target = os.readlink(path)
+            if confined_link(rel, target):  # any other symlink is never committed
+                group = policy.group_of(rel)
+                current.setdefault(group, {})[rel] = path
+                links[rel] = target
+                before = seeded.get(rel)
+                if before is None or before[3] != hashlib.sha256(target.encode()).hexdigest():
+                    dirty.add(group)
+                else:
+                    used.add(group)  # a read through a link is not seen (its atime does not move)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # other symlinks, devices, ... are never committed
+        group = policy.group_of(rel)
+        current.setdefault(group, {})[rel] = path
+        before = seeded.get(rel)
+        if before is None:
+            dirty.add(group)
+            continue
+        if before[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+            if st.st_atime_ns > before[4]:
+                used.add(group)
+                reads_seen = True
+            continue  # the file the tool was given
+        used.add(group)
+        replaced.add(group)
+        if st.st_ino == before[0] and written_through(scope, rel, before[3], st.st_ino, report):
+            written[before[3]] = st.st_ino
+            dirty.add(group)  # the object holds what the tool wrote: nothing to compare with
+            continue
+        if before[1] == st.st_size and sha256_file(path) == before[3]:
+            continue  # rewritten with the same bytes
+        try:
+            with open(path, "rb") as f:
+                new = f.read()
+            old = read_nofollow(object_path(scope, before[3]))
+        except OSError:
+            dirty.add(group)
+            continue
+        if not policy.unchanged(rel, new, old):
+            dirty.add(group)
     for rel in seeded:  # a file the tool removed from a group it kept
         group = policy.group_of(rel)
         if group in current and rel not in current[group]:
             dirty.add(group)
     return {g: current[g] for g in dirty}, set(current), replaced - dirty, used if reads_seen else None
+
+
+def _files_under(top: str) -> Iterator[os.DirEntry]:
+    """Every entry under `top` but directories, walked without following symlinks (a symlink to
+    a directory is neither walked nor given), and directories that cannot be read skipped, as
+    os.walk does. Not os.walk: this runs per cache file, and a DirEntry knows its path."""
+    stack = [top]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir():  # follows a symlink: one stat, only for symlinks
+                if not entry.is_symlink():
+                    stack.append(entry.path)
+            else:
+                yield entry
 
 
 def written_through(scope: str, rel: str, obj: str, ino: int, report: Report) -> bool:
@@ -153,6 +171,8 @@ def store_object(scope: str, path: str) -> Tuple[str, int]:
                 raise OSError("shared inode")
             os.link(path, tmp)
         except OSError:
+            import shutil  # here: rarely needed, and its import is start-up cost for every commit
+
             shutil.copyfile(path, tmp)
         fault("write-object")
         os.chmod(tmp, 0o400)  # objects are immutable: a tool writing through a hardlink fails loudly

@@ -15,7 +15,10 @@ import errno
 import os
 import signal
 import time
-from typing import Dict
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict
 
 FAULT = os.environ.get("CACHEPLUG_FAULT", "")
 NO_LOCK = FAULT == "nolock"

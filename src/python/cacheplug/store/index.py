@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Tuple
 
 from .faults import fault
 from .layout import (
@@ -14,6 +13,10 @@ from .layout import (
     read_nofollow, unlink_quietly, write_atomically,
 )
 from .report import Report
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Tuple
 
 INDEX_FORMAT = 1
 LOW_WATER = 0.9  # eviction goes below the budget by this factor, so it runs rarely, not every commit

@@ -8,9 +8,15 @@ import json
 import os
 import re
 import stat
-from typing import AbstractSet, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .faults import EUID, fault
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import AbstractSet, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+    GroupOf = Callable[[str], str]
+    Stamp = Tuple[int, int]  # an object file's (inode, mtime_ns) when a commit named it
 
 FORMAT = 2  # of records; 2: records name their scope
 TMP_PREFIX = ".cacheplug-tmp."
@@ -196,12 +202,6 @@ def iter_objects(scope: str) -> Iterator[Tuple[str, int]]:
                     yield name, os.lstat(os.path.join(shard_dir, name)).st_size
                 except FileNotFoundError:
                     pass
-
-
-GroupOf = Callable[[str], str]
-
-
-Stamp = Tuple[int, int]  # an object file's (inode, mtime_ns) when a commit named it
 
 
 def load_entry(

@@ -9,9 +9,12 @@ import fcntl
 import os
 import time
 from contextlib import contextmanager
-from typing import Iterator
 
 from .faults import NO_LOCK
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class Busy(Exception):

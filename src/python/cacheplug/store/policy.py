@@ -41,10 +41,12 @@ either way.
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
-import inspect
-from types import ModuleType
-from typing import Any, Dict, Optional, Set, Tuple
+import re
+from types import FunctionType, ModuleType
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 
 class Policy:
@@ -56,10 +58,14 @@ class Policy:
         self.copies: Tuple[str, ...] = (*getattr(module, "COPIES", ()), *self.merges)
         self.ignores: Tuple[str, ...] = tuple(getattr(module, "IGNORES", ()))
         self.links: Tuple[str, ...] = tuple(getattr(module, "LINKS", ()))
-
-    def group_of(self, relpath: str) -> str:
-        group_of = getattr(self.module, "group_of", None)
-        return str(group_of(relpath)) if group_of else relpath
+        # Looked up once: setup and commit ask per cache file.
+        group_of = getattr(module, "group_of", None)
+        self.group_of: Callable[[str], str] = (lambda relpath: str(group_of(relpath))) if group_of else str
+        self.read = glob_matcher(self.reads)
+        self.copied = glob_matcher(self.copies)
+        self.ignored = glob_matcher(self.ignores)
+        self.linked = glob_matcher(self.links)
+        self.merged = glob_matcher(self.merges)
 
     def unchanged(self, relpath: str, new: bytes, old: bytes) -> bool:
         unchanged = getattr(self.module, "unchanged", None)
@@ -69,17 +75,7 @@ class Policy:
         withhold = getattr(self.module, "withhold", None)
         if withhold is None:
             return set()
-        takes_config = len(inspect.signature(withhold).parameters) > 1
-        return set(withhold(groups, self.config) if takes_config else withhold(groups))
-
-    def ignored(self, relpath: str) -> bool:
-        return matches(relpath, self.ignores)
-
-    def linked(self, relpath: str) -> bool:
-        return matches(relpath, self.links)
-
-    def merged(self, relpath: str) -> bool:
-        return matches(relpath, self.merges)
+        return set(withhold(groups, self.config) if _parameters(withhold) > 1 else withhold(groups))
 
     def merge(self, relpath: str, given: Optional[bytes], mine: bytes, current: Optional[bytes]) -> bytes:
         return bytes(self.module.merge(relpath, given, mine, current))  # type: ignore[union-attr]
@@ -90,17 +86,33 @@ class Policy:
             prepare(self.config)
 
 
-def matches(relpath: str, globs: Tuple[str, ...]) -> bool:
-    """fnmatch: `*` also matches `/` (`*.lock` is any lock file, at any depth)."""
-    return any(fnmatch.fnmatch(relpath, g) for g in globs)
+def glob_matcher(globs: Tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a relpath matches any of `globs`, as fnmatch says on POSIX: `*` also matches `/`
+    (`*.lock` is any lock file, at any depth). One regex for all of them."""
+    if not globs:
+        return lambda relpath: False
+    pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
+    return lambda relpath: pattern.match(relpath) is not None
+
+
+def _parameters(function: Callable[..., Any]) -> int:
+    """How many parameters `function` takes, as inspect.signature counts them. inspect itself
+    only when needed: importing it costs each store process ~5 ms of start-up."""
+    if isinstance(function, FunctionType):
+        code = function.__code__
+        return code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *a, **kw
+    import inspect
+
+    return len(inspect.signature(function).parameters)
 
 
 def load(path: Optional[str], config: Optional[Dict[str, Any]] = None) -> Policy:
-    """The policy in the file at `path` (None: the default policy)."""
+    """The policy in the file at `path` (None: the default policy). Executed as importlib would,
+    without importlib.util (which imports typing: start-up cost)."""
     if path is None:
         return Policy(None, config)
-    spec = importlib.util.spec_from_file_location("cacheplug_tool_policy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = ModuleType("cacheplug_tool_policy")
+    module.__file__ = path
+    with open(path, "rb") as f:
+        exec(compile(f.read(), path, "exec", dont_inherit=True), module.__dict__)
     return Policy(module, config)

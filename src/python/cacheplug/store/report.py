@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
 
 from .layout import write_atomically
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 MAX_ENTRY_WARNINGS = 5  # per run; the rest are counted
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Dict, List
 
 from .layout import read_nofollow, write_atomically
 from .locking import Busy, scope_lock
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, List
 
 RUNS_KEPT = 50  # lines kept when the log is trimmed
 

@@ -10,16 +10,23 @@ import json
 import os
 import stat
 import time
-from typing import Dict, List, Optional, Set, Tuple
 
 from .faults import fault
 from .layout import (
-    Stamp, confined_link, iter_entries, load_entry, object_path, open_scope, own_dir, read_generation, read_object,
+    confined_link, iter_entries, load_entry, open_scope, own_dir, read_generation, read_object,
     unlink_quietly, write_atomically,
 )
-from .policy import Policy, matches
+from .policy import Policy
 from .report import Report
 from .spec import Spec
+
+TYPE_CHECKING = False  # typing is not imported at run time (store/__init__.py: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
+
+    from .layout import Stamp
+
+    Given = Tuple[Dict[str, Tuple[str, int]], Dict[str, os.stat_result], os.stat_result]
 
 TOUCH_AFTER = 600  # seconds: LRU resolution; a record reused more often is not marked used again
 
@@ -29,7 +36,7 @@ def materialize(
     made: Set[str], checked: Set[str],
 ) -> Tuple[Optional[bytes], os.stat_result]:
     """Hardlink a verified object to `dest`; return its content (if `read`, or if it had to be
-    verified) and dest's lstat. Tools replace cache files by rename, so the link is safe; a file
+    hashed) and dest's lstat. Tools replace cache files by rename, so the link is safe; a file
     the policy says the tool writes in place (`copy`), or any file across filesystems, is copied.
 
     Verified means: its inode, size and mtime are those the commit that named it recorded
@@ -39,16 +46,18 @@ def materialize(
     (and a miss, if its content no longer matches). A flipped bit on the disk that leaves the
     mtime alone is the filesystem's to catch; `pants cache-prune` rebuilds from and checks the
     records, not the content."""
-    own_dir(os.path.dirname(src), create=False, checked=checked)
+    own_dir(src[:src.rindex("/")], create=False, checked=checked)
     if stamp is not None and not read and not copy:
-        st = os.lstat(src)  # not followed: a planted symlink is never a match
-        if stat.S_ISREG(st.st_mode) and st.st_size == size and (st.st_ino, st.st_mtime_ns) == stamp:
-            linked = _link(src, dest, made)
-            if linked is not None and linked.st_ino == st.st_ino:
+        # Link first, then check what was linked: the stamp is checked on the very inode the tool
+        # gets, whatever replaced `src` meanwhile (one lstat per file, not two). Not followed: a
+        # planted symlink links as a symlink, which is never a match. Nothing reads `dest` before
+        # setup ends.
+        linked = _link(src, dest, made)
+        if linked is not None:
+            if stat.S_ISREG(linked.st_mode) and linked.st_size == size and (linked.st_ino, linked.st_mtime_ns) == stamp:
                 return None, linked
-            if linked is not None:
-                os.unlink(dest)  # replaced between our lstat and the link: verify it the long way
-    return _verified_link(src, dest, obj, size, made, copy)
+            os.unlink(dest)  # not the inode its commit recorded: verify it the long way
+    return _verified_link(src, dest, obj, size, stamp, made, copy)
 
 
 def make_link(scope: str, obj: str, size: int, rel: str, dest: str, policy: Policy, made: Set[str]) -> os.stat_result:
@@ -64,7 +73,7 @@ def make_link(scope: str, obj: str, size: int, rel: str, dest: str, policy: Poli
 
 
 def _make_parent(dest: str, made: Set[str]) -> None:
-    directory = os.path.dirname(dest)
+    directory = dest[:dest.rindex("/")]  # dest is always under the sandbox's cache directory
     if directory not in made:
         os.makedirs(directory, exist_ok=True)
         made.add(directory)
@@ -83,7 +92,9 @@ def _link(src: str, dest: str, made: Set[str]) -> Optional[os.stat_result]:
         return None
 
 
-def _verified_link(src: str, dest: str, obj: str, size: int, made: Set[str], copy: bool) -> Tuple[bytes, os.stat_result]:
+def _verified_link(
+    src: str, dest: str, obj: str, size: int, stamp: Optional[Stamp], made: Set[str], copy: bool,
+) -> Tuple[bytes, os.stat_result]:
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)  # a planted symlink is never followed
     try:
         st = os.fstat(fd)
@@ -94,7 +105,9 @@ def _verified_link(src: str, dest: str, obj: str, size: int, made: Set[str], cop
         content = os.read(fd, size + 1)  # one call (no file object: this runs per cached file)
     finally:
         os.close(fd)
-    if len(content) != size or hashlib.sha256(content).hexdigest() != obj:
+    # The open file is the inode its commit recorded (see materialize): no need to hash it.
+    trusted = (st.st_ino, st.st_mtime_ns) == stamp
+    if len(content) != size or not trusted and hashlib.sha256(content).hexdigest() != obj:
         raise ValueError(f"object {obj[:12]} is corrupt (content does not match its hash)")
     linked = None
     if not copy:
@@ -112,12 +125,9 @@ def _verified_link(src: str, dest: str, obj: str, size: int, made: Set[str], cop
     return content, os.lstat(dest)
 
 
-Given = Tuple[Dict[str, Tuple[str, int]], Dict[str, os.stat_result], os.stat_result]
-
-
 def setup(spec: Spec, policy: Policy, report: Report) -> None:
     """Give the tool a private copy of the cache at `spec.dest`, and record what it was given."""
-    scope, dest = spec.scope, spec.dest
+    scope, dest = spec.scope, os.path.normpath(spec.dest)  # no trailing "/": paths are made by concatenation
     given: Dict[str, Given] = {}  # group -> (its record's files, their lstat in dest, the record's lstat)
     reads: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files the policy reads
     bases: Dict[str, Dict[str, bytes]] = {}  # group -> {relpath: content} of the files commit merges
@@ -127,6 +137,7 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
     checked: Set[str] = set()  # object shard directories found ours
     try:
         open_scope(scope)
+        objects = os.path.join(scope, "objects")
         generation = read_generation(scope)
         for path in iter_entries(scope):
             try:
@@ -148,10 +159,11 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
                         contents[rel] = None
                         stats[rel] = make_link(scope, obj, size, rel, os.path.join(dest, rel), policy, made)
                         continue
-                    read = matches(rel, policy.reads) or policy.merged(rel)  # the policy needs it
-                    copy = matches(rel, policy.copies)
-                    contents[rel], stats[rel] = materialize(object_path(scope, obj), os.path.join(dest, rel), obj, size,
-                                                            stamps.get(obj), read, copy, made, checked)
+                    read = policy.read(rel) or policy.merged(rel)  # the policy needs it
+                    # Plain concatenation (this runs per cached file): load_entry checked `obj`
+                    # to be a hash and `rel` to be a safe relative path.
+                    contents[rel], stats[rel] = materialize(f"{objects}/{obj[:2]}/{obj}", f"{dest}/{rel}", obj, size,
+                                                            stamps.get(obj), read, policy.copied(rel), made, checked)
                     fault("setup-file")
             except (OSError, ValueError) as e:
                 _unlink_group(dest, stats)  # all of a group or none of it
@@ -161,7 +173,7 @@ def setup(spec: Spec, policy: Policy, report: Report) -> None:
                 continue
             given[group] = (files, stats, entry_st)
             if policy.reads:
-                reads[group] = {r: c for r, c in contents.items() if c is not None and matches(r, policy.reads)}
+                reads[group] = {r: c for r, c in contents.items() if c is not None and policy.read(r)}
             if policy.merges:
                 bases[group] = {r: c for r, c in contents.items() if c is not None and policy.merged(r)}
     except OSError as e:
