@@ -36,10 +36,11 @@ from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.core.util_rules.system_binaries import BashBinary
 from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs
 from pants.engine.internals.session import RunId
-from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
+from pants.engine.process import FallibleProcessResult, Process, ProcessResult, ProcessResultMetadata
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule, union
 from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
 from pants.util.strutil import shell_quote
 
 from cacheplug.store import SANDBOX_MODULES
@@ -205,12 +206,16 @@ def _module_source(module: str) -> bytes:
     return data
 
 
+def store_sources() -> list[FileContent]:
+    return [FileContent(f"{WORK_DIR}/store/{m}.py", _module_source(f"cacheplug.store.{m}")) for m in SANDBOX_MODULES]
+
+
 def sandbox_files(spec: CacheSpec, python: str, build_root: str, lock_timeout: float, max_size: int) -> list[FileContent]:
     """Everything the shim needs in the sandbox: itself, the store's package, the tool's policy,
     the store's spec."""
     return [
         FileContent(SHIM_PATH, shim_script(spec, python).encode(), is_executable=True),
-        *(FileContent(f"{WORK_DIR}/store/{m}.py", _module_source(f"cacheplug.store.{m}")) for m in SANDBOX_MODULES),
+        *store_sources(),
         *([FileContent(POLICY_PATH, _module_source(spec.policy))] if spec.policy else []),
         FileContent(STORE_SPEC_PATH, store_spec(spec, build_root, lock_timeout, max_size).dumps()),
     ]
@@ -233,6 +238,32 @@ def wrap(process: Process, spec: CacheSpec, bash: str, files_digest: Digest) -> 
     )
 
 
+@dataclass(frozen=True)
+class StoreBytecode:
+    """The store's modules compiled by the interpreter that runs them, for the sandbox: each of
+    the two store processes of a run would otherwise compile them again (~20 ms of start-up)."""
+
+    digest: Digest
+
+
+@rule
+async def compile_store(python: PythonBuildStandaloneBinary) -> StoreBytecode:
+    # unchecked-hash: used whatever the sources' mtimes (new in every sandbox). Safe because this
+    # process's cache key is those very sources; an interpreter of another version ignores them.
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=(python.path, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode=unchecked-hash", f"{WORK_DIR}/store"),
+            input_digest=await Get(Digest, CreateDigest(store_sources())),
+            output_directories=(f"{WORK_DIR}/store/__pycache__",),
+            append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
+            description="Compile cacheplug's store",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    return StoreBytecode(result.output_digest)
+
+
 @rule
 async def run_cached_process(
     request: CachedProcessRequest,
@@ -249,7 +280,8 @@ async def run_cached_process(
     files = await Get(
         Digest, CreateDigest(sandbox_files(spec, python.path, build_root.path, cacheplug.lock_timeout, cacheplug.max_size_bytes))
     )
-    input_digest = await Get(Digest, MergeDigests([process.input_digest, files]))
+    bytecode = await Get(StoreBytecode, PythonBuildStandaloneBinary, python)
+    input_digest = await Get(Digest, MergeDigests([process.input_digest, files, bytecode.digest]))
     result = await Get(FallibleProcessResult, Process, wrap(process, spec, bash.path, input_digest))
     contents = await Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([REPORT_PATH])))
     report = parse_report(contents[0].content if contents else None, result.metadata.source(run_id))
