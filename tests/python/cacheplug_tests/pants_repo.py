@@ -20,6 +20,12 @@ import cacheplug
 # Where the plugin's sources are in this test's sandbox: the nested Pants loads them from there.
 PLUGIN_SRC = Path(cacheplug.__file__).resolve().parent.parent
 
+# Pex's own cache (downloads, built wheels, venvs), shared by the nested Pants runs of every test,
+# as all Pants runs on a machine share it: its entries are content-addressed and written
+# atomically under pex's locks. Without it each fresh repo resolves and installs its tools again
+# (~15 s per repo). Only pex's: the named caches under test and the process cache stay per repo.
+SHARED_PEX_ROOT = Path(os.environ.get("CACHEPLUG_TEST_PEX_ROOT") or Path.home() / ".cache/cacheplug/test-pex-root")
+
 
 def _pex_cli_config() -> str:
     pex = os.environ.get("CACHEPLUG_PEX_PATH")
@@ -45,15 +51,21 @@ class PantsRepo:
 
     def __init__(
         self, root: Path, backends: list[str], extra_toml: str = "", plugins: list[str] | None = None,
-        caches: Path | None = None,
+        caches: Path | None = None, own_pex_root: bool = False,
     ) -> None:
         """`plugins`: requirements for `[GLOBAL].plugins` (then the plugin is not loaded from this
         sandbox's sources; `extra_toml` says where the wheels are). `caches`: Pants' caches (named
-        caches, local store), to share them with another repo (default: this repo's own)."""
+        caches, local store), to share them with another repo (default: this repo's own).
+        `own_pex_root`: not SHARED_PEX_ROOT (a repo standing for another machine)."""
         self.root = root
         self.caches = caches or root.parent / f"{root.name}-caches"
         self.named_caches = self.caches / "named_caches"
         root.mkdir(parents=True, exist_ok=True)
+        pex_root = self.named_caches / "pex_root"
+        if not own_pex_root and not pex_root.is_symlink():
+            SHARED_PEX_ROOT.mkdir(parents=True, exist_ok=True)
+            self.named_caches.mkdir(parents=True, exist_ok=True)
+            pex_root.symlink_to(SHARED_PEX_ROOT)
         backend_list = ", ".join(f'"{b}"' for b in backends)
         (root / "pants.toml").write_text(
             f"""\

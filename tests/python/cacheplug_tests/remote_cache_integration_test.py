@@ -80,9 +80,10 @@ def test_another_checkout_gets_every_unit_from_the_remote_cache(tmp_path: Path, 
     does (processes, digests, the remote cache) is the same for both; the suite's time is not."""
     version = "2.4.1"
     generated = project()
-    a = project_repo(tmp_path / "a", generated)
-    # Another directory, at another depth, with its own empty local store and named caches.
-    b = project_repo(tmp_path / "elsewhere" / "checkout-b", generated)
+    a = project_repo(tmp_path / "a", generated, own_pex_root=True)
+    # Another directory, at another depth, with its own empty local store and named caches (its
+    # tools' venvs too: a path of theirs in a unit would show as a leak, and in the cache keys).
+    b = project_repo(tmp_path / "elsewhere" / "checkout-b", generated, own_pex_root=True)
 
     first = check(a, version, *UNITS, *remote(remote_cache), "--keep-sandboxes=always")
     units, ran_first = ran(first)
@@ -115,8 +116,8 @@ def test_checkouts_that_checked_on_their_own_share_what_either_uploads(tmp_path:
     (mypy 1.1.1 records some indirect dependencies by chance; named caches at another path), yet
     its cache keys are A's."""
     generated = project()
-    a = project_repo(tmp_path / "a", generated)
-    b = project_repo(tmp_path / "elsewhere" / "deeper" / "checkout-b", generated)
+    a = project_repo(tmp_path / "a", generated, own_pex_root=True)
+    b = project_repo(tmp_path / "elsewhere" / "deeper" / "checkout-b", generated, own_pex_root=True)
     assert a.named_caches != b.named_caches
     for checkout in (a, b):  # each on its own: no remote cache
         first = check(checkout, version, *UNITS)

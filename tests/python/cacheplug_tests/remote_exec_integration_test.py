@@ -46,7 +46,7 @@ def test_every_unit_runs_on_the_engine_and_reports_what_local_mypy_does(tmp_path
     separate = check(local, *UNITS)
     units, _ = ran(separate)
     executed = check(project_repo(tmp_path / "r", generated), *UNITS, *remote_execution_flags(engine))
-    elsewhere = check(project_repo(tmp_path / "elsewhere" / "b", generated), *UNITS, *remote_execution_flags(engine))
+    elsewhere = check(project_repo(tmp_path / "elsewhere" / "b", generated, own_pex_root=True), *UNITS, *remote_execution_flags(engine))
 
     assert ran(executed) == (units, units)
     # Every unit, the base unit and the PEXes they run ran on the engine; nothing here.

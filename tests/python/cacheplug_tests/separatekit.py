@@ -67,9 +67,10 @@ REPO_TOML = (
 )
 
 
-def project_repo(root: Path, project: Project, extra_toml: str = "") -> PantsRepo:
+def project_repo(root: Path, project: Project, extra_toml: str = "", own_pex_root: bool = False) -> PantsRepo:
     """A temp repo with the generated project and EXTRA_FILES, and its own Pants caches."""
-    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + extra_toml)
+    repo = PantsRepo(root, backends=["pants.backend.python", "cacheplug.mypy"], extra_toml=REPO_TOML + extra_toml,
+                     own_pex_root=own_pex_root)
     repo.write({**project.render(), **EXTRA_FILES})
     return repo
 
