@@ -21,6 +21,8 @@ caches a repo asks for. Per cache (docs/TOOL_CACHES.md says why):
 - Never committed: lock files, partial downloads.
 """
 
+from __future__ import annotations
+
 import json
 import os
 

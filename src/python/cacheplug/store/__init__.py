@@ -4,6 +4,11 @@ This package runs as a program inside each Pants sandbox (`cli.py`: `setup`, the
 uses the standard library only; pantsd imports the same modules for the lifecycle goals. It never
 fails the build: every problem becomes a warning in the report, the tool's own result stands.
 
+Start-up cost: every tool run starts it twice, so it (and the tools' policies, which it loads)
+imports at run time neither `typing` (its names only under TYPE_CHECKING) nor `inspect`,
+`dataclasses`, `importlib.util` or `shutil`: together ~20 ms a process on Pants' Python 3.9. The
+engine ships its bytecode too (`engine.compile_store`): compiling it is another ~20 ms.
+
 Layout of one cache scope (a directory inside the Pants named cache; `layout.py`):
 
     objects/ab/<sha256>   immutable file contents, content-addressed; never modified once there

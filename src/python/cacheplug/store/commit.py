@@ -112,11 +112,14 @@ def _files_under(top: str) -> Iterator[os.DirEntry]:
         except OSError:
             continue
         for entry in entries:
-            if entry.is_dir():  # follows a symlink: one stat, only for symlinks
-                if not entry.is_symlink():
-                    stack.append(entry.path)
-            else:
+            try:
+                is_dir = entry.is_dir()  # follows a symlink: one stat, only for symlinks
+            except OSError:
+                is_dir = False  # as os.walk
+            if not is_dir:
                 yield entry
+            elif not entry.is_symlink():
+                stack.append(entry.path)
 
 
 def written_through(scope: str, rel: str, obj: str, ino: int, report: Report) -> bool:
