@@ -34,9 +34,11 @@ from typing import ClassVar, Iterable, Optional
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.core.util_rules.system_binaries import BashBinary
-from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs
+from pants.engine.fs import (
+    EMPTY_DIGEST, CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs,
+)
 from pants.engine.internals.session import RunId
-from pants.engine.process import FallibleProcessResult, Process, ProcessResult, ProcessResultMetadata
+from pants.engine.process import FallibleProcessResult, Process, ProcessResultMetadata
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule, union
 from pants.util.frozendict import FrozenDict
@@ -246,14 +248,19 @@ class StoreBytecode:
     digest: Digest
 
 
+def compile_store_argv(python: str, store_dir: str) -> tuple[str, ...]:
+    # unchecked-hash: used whatever the sources' mtimes (new in every sandbox). Safe because the
+    # pycs are made from those very sources (compile_store's cache key); an interpreter of another
+    # version ignores them.
+    return (python, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode=unchecked-hash", store_dir)
+
+
 @rule
 async def compile_store(python: PythonBuildStandaloneBinary) -> StoreBytecode:
-    # unchecked-hash: used whatever the sources' mtimes (new in every sandbox). Safe because this
-    # process's cache key is those very sources; an interpreter of another version ignores them.
     result = await Get(
-        ProcessResult,
+        FallibleProcessResult,
         Process(
-            argv=(python.path, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode=unchecked-hash", f"{WORK_DIR}/store"),
+            argv=compile_store_argv(python.path, f"{WORK_DIR}/store"),
             input_digest=await Get(Digest, CreateDigest(store_sources())),
             output_directories=(f"{WORK_DIR}/store/__pycache__",),
             append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
@@ -261,6 +268,9 @@ async def compile_store(python: PythonBuildStandaloneBinary) -> StoreBytecode:
             level=LogLevel.DEBUG,
         ),
     )
+    if result.exit_code != 0:  # the cache never fails the build: the store compiles its sources itself
+        logger.debug(f"compiling cacheplug's store failed: {result.stderr.decode(errors='replace')}")
+        return StoreBytecode(EMPTY_DIGEST)
     return StoreBytecode(result.output_digest)
 
 

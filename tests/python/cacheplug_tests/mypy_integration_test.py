@@ -4,10 +4,13 @@ temp repo (private caches; no pantsd, but for the bad-option runs), Pants' defau
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from cacheplug.store import SANDBOX_MODULES
 from cacheplug_tests.pants_repo import PantsRepo
 from cacheplug_tests.reliability import BAD_OPTION_VALUES
 
@@ -69,9 +72,20 @@ def test_type_error_exit_1_then_edit_reuses_cache_and_matches_cold(repo: PantsRe
 
 def test_read_only_commits_nothing(repo: PantsRepo) -> None:
     repo.write({"src/app/extra.py": "X: int = 1\n"})
-    result = repo.run("--mypy-shared-cache=read-only", "check", "::")
+    result = repo.run("--mypy-shared-cache=read-only", "--keep-sandboxes=always", "check", "::")
     assert result.exit_code in (0, 1)
     assert _cache_line(result.stderr)["written"] == 0
+
+    # The store ran on the bytecode the engine shipped: had its interpreter not used it, it would
+    # have compiled the sources and written pycs of its own (timestamp-based: flags 0).
+    sandboxes = [Path(d) for d, what in re.findall(r"Preserving local process execution dir (\S+) for (.*)", result.stderr)]
+    mypy_runs = [d for d in sandboxes if (d / ".cacheplug/shim.sh").exists()]
+    assert len(mypy_runs) == 1, result.stderr[-3000:]
+    pycs = sorted((mypy_runs[0] / ".cacheplug/store/__pycache__").glob("*.pyc"))
+    assert [p.name.split(".")[0] for p in pycs] == sorted(SANDBOX_MODULES)
+    assert {int.from_bytes(p.read_bytes()[4:8], "little") for p in pycs} == {1}  # PEP 552: unchecked hash
+    for sandbox in sandboxes:
+        shutil.rmtree(sandbox, ignore_errors=True)
 
 
 def test_mypy_2_no_change_run_commits_nothing(repo: PantsRepo) -> None:

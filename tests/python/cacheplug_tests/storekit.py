@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cacheplug.engine import NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, SHIM_PATH, CacheSpec, sandbox_files, sandbox_scope_dir
+from cacheplug.engine import (
+    NAMED_CACHE_SANDBOX_PATH, REPORT_PATH, SHIM_PATH, CacheSpec, compile_store_argv, sandbox_files, sandbox_scope_dir,
+)
 from cacheplug.python.rules import shared_cache_spec
 from cacheplug.store import layout
 from cacheplug.store.index import Index
@@ -59,8 +61,10 @@ def make_sandbox(
     lock_timeout: float = 30.0,
     sandbox_parent: Path | None = None,
     max_size: int = 0,
+    bytecode: bool = False,
 ) -> Path:
-    """A fresh sandbox that runs `argv` through the shim against `named_cache`."""
+    """A fresh sandbox that runs `argv` through the shim against `named_cache`. `bytecode`: with the
+    store's bytecode, as engine.compile_store ships it (for benchmarks: Pants' start-up cost)."""
     named_cache.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=sandbox_parent or named_cache.parent))
     for rel, content in (files or {}).items():
@@ -69,6 +73,8 @@ def make_sandbox(
     for file in sandbox_files(spec, sys.executable, BUILD_ROOT, lock_timeout, max_size):
         (root / file.path).parent.mkdir(parents=True, exist_ok=True)
         (root / file.path).write_bytes(file.content)
+    if bytecode:
+        subprocess.run(compile_store_argv(sys.executable, str(root / ".cacheplug/store")), check=True)
     (root / ARGV_FILE).write_text(json.dumps(argv))
     (root / ".cache").mkdir()
     os.symlink(named_cache, root / NAMED_CACHE_SANDBOX_PATH)
